@@ -1,0 +1,100 @@
+"""Configuration: the environment, then `.env` in the working directory, then CLI flags (flags win).
+
+fal's own variables keep their names (`FAL_KEY`, `FAL_KEY_ID` + `FAL_KEY_SECRET`, `FAL_RUN_URL`, ...); every knob
+of ours carries the `FAL_MCP_` prefix. The key is a `SecretStr`, so printing the settings, a traceback or a
+validation error shows `**********` instead of the key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Transport = Literal["stdio", "http"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEFAULT_RUN_URL = "https://fal.run"
+DEFAULT_QUEUE_URL = "https://queue.fal.run"
+DEFAULT_API_URL = "https://api.fal.ai"
+DEFAULT_REST_URL = "https://rest.fal.ai"
+
+
+def _fal_var(name: str) -> AliasChoices:
+    """fal's own variable names carry no prefix; the field name still works as a constructor keyword."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Construct with keyword arguments in tests; `load()` for the real thing."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAL_MCP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # fal credentials and hosts (fal's variable names)
+    fal_key: SecretStr | None = Field(default=None, validation_alias=_fal_var("FAL_KEY"))
+    fal_key_id: SecretStr | None = Field(default=None, validation_alias=_fal_var("FAL_KEY_ID"))
+    fal_key_secret: SecretStr | None = Field(default=None, validation_alias=_fal_var("FAL_KEY_SECRET"))
+    run_url: str = Field(default=DEFAULT_RUN_URL, validation_alias=_fal_var("FAL_RUN_URL"))
+    queue_url: str = Field(default=DEFAULT_QUEUE_URL, validation_alias=_fal_var("FAL_QUEUE_URL"))
+    api_url: str = Field(default=DEFAULT_API_URL, validation_alias=_fal_var("FAL_API_URL"))
+    rest_url: str = Field(default=DEFAULT_REST_URL, validation_alias=_fal_var("FAL_REST_URL"))
+
+    # serving
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    stateless: bool = False
+    sandbox: bool = False
+    log_level: LogLevel = "WARNING"
+
+    # waiting and timeouts (seconds)
+    wait_s: float = Field(default=50.0, ge=0, description="default wait budget of run-model in queue mode")
+    max_wait_s: float = Field(default=3600.0, gt=0, description="upper bound a caller may ask for in wait_s")
+    run_timeout_s: float = Field(default=600.0, gt=0, description="how long a sync run may take to answer")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="read timeout of queue status/result/cancel")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    # retries of status/result/cancel (never of run/submit once sent)
+    retries: int = Field(default=4, ge=0, le=10, description="extra attempts after the first")
+    max_retry_after_s: float = Field(default=10.0, ge=0, description="longest Retry-After honoured inside a call")
+
+    @field_validator("run_url", "queue_url", "api_url", "rest_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or len(value) < 10:
+            raise ValueError("must be an http(s) URL such as https://queue.fal.run")
+        return value.rstrip("/")
+
+    @field_validator("fal_key", "fal_key_id", "fal_key_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An exported-but-empty `FAL_KEY=` means "no key", not a key made of nothing."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def key(self) -> SecretStr | None:
+        """The key to send: `FAL_KEY`, else `FAL_KEY_ID:FAL_KEY_SECRET` (fal's own order)."""
+        if self.fal_key is not None:
+            return SecretStr(self.fal_key.get_secret_value().strip())
+        if self.fal_key_id is not None and self.fal_key_secret is not None:
+            return SecretStr(
+                f"{self.fal_key_id.get_secret_value().strip()}:{self.fal_key_secret.get_secret_value().strip()}"
+            )
+        return None
+
+
+def load(**overrides: object) -> Settings:
+    """Read the environment and `.env`, then apply explicit overrides (CLI flags); `None` means "not given"."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**given)  # pyright: ignore[reportArgumentType]
