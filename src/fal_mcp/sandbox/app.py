@@ -1,0 +1,312 @@
+"""`FakeFal`: the sandbox's state (jobs, recorded requests, faults) and its ASGI app.
+
+One catch-all ASGI endpoint reads the body, classifies the URL (`routing`), records the request,
+lets a pending fault act, and only then dispatches to the handler for the route. Handlers follow
+`reference/fal-api.md`: auth before anything, 202/200 status codes, COMPLETED-with-error instead of
+a failed status, result replaying the model's error, 404 for another key's jobs.
+
+Two choices the reference leaves open: the result of a cancelled job answers 499
+`{"detail": "Request was cancelled", "error_type": "client_cancelled"}` (fal's request-error table
+gives `client_cancelled` the code 499), and jobs made by synchronous runs appear in `jobs` (with
+`sync=True`) but are not reachable through the queue routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
+
+from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
+from fal_mcp.sandbox.catalog import Catalog, Model, default_models
+from fal_mcp.sandbox.disconnect import DroppedConnection
+from fal_mcp.sandbox.faults import Fault, FaultQueue
+from fal_mcp.sandbox.jobs import Job, Outcome
+from fal_mcp.sandbox.recording import RecordedRequest
+from fal_mcp.sandbox.routing import Route, Target, classify
+from fal_mcp.sandbox.schema import Json, parse_body
+from fal_mcp.sandbox.sse import status_events
+from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
+
+logger = logging.getLogger("fal_mcp.sandbox")
+
+WAIT_POLL_S = 0.1
+"""How often a synchronous run looks at its job and its client while it waits."""
+PRIORITIES = ("normal", "low")
+NOT_FOUND: Mapping[str, Json] = {"detail": "Not Found"}
+REQUEST_NOT_FOUND: Mapping[str, Json] = {"detail": "Request not found"}
+
+
+class FakeFal:
+    """A fal.ai stand-in: the queue, synchronous runs and a CDN, over real HTTP once served.
+
+    `time_scale` multiplies every model duration when a job is created (0.02 makes the 18 s video
+    take 0.36 s; jobs already made keep their timeline). `clock` is the monotonic time source, which
+    a test may replace with one it advances by hand. `models` defaults to `default_models()` (see
+    `catalog` for overriding durations). `sse_ping_s` is the real-time silence before a stream ping.
+
+    Inspect `requests` (every request, in arrival order), `jobs` (request id -> `Job`) and
+    `webhook_deliveries`; steer with `inject(Fault(...))`, `clear_faults()` and `reset()`.
+    """
+
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        keys: Iterable[str] = (SANDBOX_KEY,),
+        locked_keys: Iterable[str] = (LOCKED_KEY,),
+        *,
+        models: Iterable[Model] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sse_ping_s: float = 5.0,
+    ) -> None:
+        self.time_scale = time_scale
+        self.catalog = Catalog(default_models() if models is None else models)
+        self.clock = clock
+        self.sse_ping_s = sse_ping_s
+        self.requests: list[RecordedRequest] = []
+        self.jobs: dict[str, Job] = {}
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._keyring = Keyring(keys, locked_keys)
+        self._faults = FaultQueue()
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.app = Starlette(routes=[Mount("/", app=self._asgi)], lifespan=self._lifespan)
+
+    # -- test-facing controls ---------------------------------------------------------------------
+
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault; it acts on the next matching request(s)."""
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault."""
+        self._faults.clear()
+
+    def requests_for(self, route: str) -> list[RecordedRequest]:
+        """Recorded requests on one route, in arrival order."""
+        with self._lock:
+            return [recorded for recorded in self.requests if recorded.route == route]
+
+    def reset(self) -> None:
+        """Forget requests, jobs, webhook deliveries and faults."""
+        with self._lock:
+            self.requests.clear()
+            self.jobs.clear()
+            self.webhook_deliveries.clear()
+        self._faults.clear()
+
+    def interrupt_waits(self) -> None:
+        """End open status streams and synchronous waits, so the server can stop promptly."""
+        self._closing = True
+
+    # -- ASGI -------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncGenerator[None]:
+        self._closing = False
+        try:
+            yield
+        finally:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self._respond(request)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        body = await request.body()
+        target = classify(request.method, request.url.path)
+        self._record(target, request, body)
+        fault = self._faults.take(target.route, target.endpoint_id)
+        if fault is not None:
+            if fault.delay_s > 0:
+                await asyncio.sleep(fault.delay_s)
+            if fault.drop == "before":
+                return DroppedConnection()
+            if fault.drop is None and fault.status is not None:
+                return fault.response()
+        response = await self._handle(target, request, body)
+        if fault is not None and fault.drop == "after":
+            return DroppedConnection()
+        return response
+
+    def _record(self, target: Target, request: Request, body: bytes) -> None:
+        recorded = RecordedRequest(
+            route=target.route,
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params.items()),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=body,
+            endpoint_id=target.endpoint_id,
+            request_id=target.request_id,
+        )
+        with self._lock:
+            self.requests.append(recorded)
+
+    async def _handle(self, target: Target, request: Request, body: bytes) -> Response:
+        if target.route == "cdn":
+            return self._cdn(target.file_name or "")
+        if target.route == "other":
+            return _json(404, NOT_FOUND, str(uuid.uuid4()))
+        caller = self._keyring.identify(request.headers.get("authorization"))
+        if caller is None:
+            return _json(401, NO_USER, target.request_id or str(uuid.uuid4()))
+        if target.route in ("run", "submit"):
+            return await self._start(target.route, target.endpoint_id or "", caller, request, body)
+        return self._follow(target.route, target, caller, request)
+
+    # -- run and submit ---------------------------------------------------------------------------
+
+    async def _start(self, route: Route, endpoint_id: str, caller: Caller, request: Request, body: bytes) -> Response:
+        request_id = str(uuid.uuid4())
+        if caller.locked:
+            return _json(403, LOCKED, request_id)
+        model = self.catalog.find(endpoint_id)
+        if model is None:
+            return _json(404, {"detail": f"Endpoint '{endpoint_id}' not found"}, request_id)
+        start_timeout = request.headers.get("x-fal-request-timeout")
+        deadline = _parse_timeout(start_timeout)
+        if start_timeout is not None and deadline is None:
+            return _bad_request(f"Invalid X-Fal-Request-Timeout header: {start_timeout!r}", request_id)
+        priority = request.headers.get("x-fal-queue-priority", "normal")
+        if route == "submit" and priority not in PRIORITIES:
+            return _bad_request(f"Invalid X-Fal-Queue-Priority {priority!r}: expected 'normal' or 'low'", request_id)
+        parsed = parse_body(body)
+        if isinstance(parsed, list):
+            return _json(422, {"detail": list[Json](parsed)}, request_id)
+        job = Job(
+            request_id=request_id,
+            endpoint_id=endpoint_id,
+            model=model,
+            input=parsed,
+            owner_key=caller.key,
+            origin=f"{request.url.scheme}://{request.url.netloc}",
+            clock=self.clock,
+            time_scale=self.time_scale,
+            start_timeout=deadline,
+            sync=route == "run",
+            runner_hint=request.headers.get("x-fal-runner-hint"),
+            priority=priority,
+            webhook_url=request.query_params.get("fal_webhook") if route == "submit" else None,
+        )
+        if job.sync and job.problems:
+            return _json(422, {"detail": list[Json](job.problems)}, request_id)
+        with self._lock:
+            self.jobs[request_id] = job
+        if job.sync:
+            return await self._run(job, request)
+        if job.webhook_url:
+            self._spawn(deliver_when_done(job, job.webhook_url, self.clock, self._record_delivery))
+        return _json(200, job.submit_body(), request_id)
+
+    async def _run(self, job: Job, request: Request) -> Response:
+        """Hold the synchronous caller until the job ends; a caller that hangs up stops the job."""
+        while (now := self.clock()) < job.end:
+            if self._closing:
+                return _json(503, {"detail": "Sandbox is shutting down"}, job.request_id)
+            if await request.is_disconnected():
+                job.abandon()
+                break
+            await asyncio.sleep(min(job.end - now, WAIT_POLL_S))
+        outcome = job.outcome()
+        assert outcome is not None
+        return _outcome_response(outcome, job.request_id)
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        """Run `work` off the request path; the app's shutdown cancels whatever is left."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _record_delivery(self, delivery: WebhookDelivery) -> None:
+        with self._lock:
+            self.webhook_deliveries.append(delivery)
+
+    # -- status, stream, result, cancel -----------------------------------------------------------
+
+    def _follow(self, route: Route, target: Target, caller: Caller, request: Request) -> Response:
+        rid = target.request_id or ""
+        job = self._find(rid, target.endpoint_id or "", caller)
+        if job is None:
+            missing = {"status": "NOT_FOUND"} if route == "cancel" else REQUEST_NOT_FOUND
+            return _json(404, missing, rid)
+        with_logs = request.query_params.get("logs", "").lower() in ("1", "true")
+        if route == "status":
+            now = self.clock()
+            status_code = 200 if job.phase(now) == "COMPLETED" else 202
+            return _json(status_code, job.status_body(now, with_logs), rid)
+        if route == "stream":
+            events = status_events(job, with_logs, self.clock, lambda: self._closing, self.sse_ping_s)
+            headers = {"x-fal-request-id": rid, "cache-control": "no-cache"}
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        if route == "cancel":
+            if job.request_cancel():
+                return _json(202, {"status": "CANCELLATION_REQUESTED"}, rid)
+            return _json(400, {"status": "ALREADY_COMPLETED"}, rid)
+        outcome = job.outcome()
+        if outcome is None:
+            return _json(400, {"detail": "Request is still in progress"}, rid)
+        return _outcome_response(outcome, rid)
+
+    def _find(self, request_id: str, base_id: str, caller: Caller) -> Job | None:
+        """The caller's queued job under that base app id; anything else is indistinguishable from absent."""
+        with self._lock:
+            job = self.jobs.get(request_id)
+        if job is None or job.sync or job.base_id != base_id or job.owner_key != caller.key:
+            return None
+        return job
+
+    # -- CDN --------------------------------------------------------------------------------------
+
+    def _cdn(self, name: str) -> Response:
+        """Public media: `<request_id>-<n>.png` or `<request_id>.mp4`, rendered when the job completed."""
+        with self._lock:
+            job = self.jobs.get(name[:36])
+        outcome = None if job is None else job.outcome()
+        media = None if outcome is None else outcome.files.get(name)
+        if media is None:
+            return JSONResponse(dict(NOT_FOUND), status_code=404)
+        return Response(media.data, media_type=media.content_type)
+
+
+def _json(status_code: int, body: Mapping[str, Json], request_id: str) -> Response:
+    return JSONResponse(dict(body), status_code=status_code, headers={"x-fal-request-id": request_id})
+
+
+def _bad_request(detail: str, request_id: str) -> Response:
+    response = _json(400, {"detail": detail, "error_type": "bad_request"}, request_id)
+    response.headers["X-Fal-Error-Type"] = "bad_request"
+    return response
+
+
+def _outcome_response(outcome: Outcome, request_id: str) -> Response:
+    headers = {**outcome.headers, "x-fal-request-id": request_id}
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+
+def _parse_timeout(value: str | None) -> float | None:
+    """`X-Fal-Request-Timeout` as positive finite seconds, or None when absent or unusable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
