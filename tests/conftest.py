@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.settings import Settings
+
+OTHER_KEY = "other-key-id:other-key-secret-0123456789"
+"""A second valid sandbox key, for tests about two callers."""
 
 
 @pytest.fixture
@@ -20,3 +27,51 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(("FAL_", "FAL_MCP_")):
             monkeypatch.delenv(name)
     yield
+
+
+# -- the fake fal, shared by the whole session and reset for every test that asks for it -----------------
+
+TIME_SCALE = 0.05
+"""Sandbox durations are multiplied by this: the 18 s video model takes about 0.9 s."""
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(FakeFal(time_scale=TIME_SCALE, keys=(SANDBOX_KEY, OTHER_KEY))) as running:
+        yield running
+
+
+@pytest.fixture
+def fake(sandbox: SandboxServer) -> Iterator[FakeFal]:
+    sandbox.fake.reset()
+    sandbox.fake.time_scale = TIME_SCALE
+    yield sandbox.fake
+    sandbox.fake.reset()
+
+
+def settings_for(sandbox: SandboxServer, *, key: str | None = SANDBOX_KEY, **overrides: Any) -> Settings:
+    """Settings pointing every fal URL at the sandbox, read from nothing but these arguments."""
+    return Settings(
+        _env_file=None,  # pyright: ignore[reportCallIssue]
+        fal_key=key,
+        run_url=sandbox.run_url,
+        queue_url=sandbox.queue_url,
+        api_url=sandbox.api_url,
+        rest_url=sandbox.rest_url,
+        **overrides,
+    )
+
+
+def env_for(sandbox: SandboxServer, *, key: str | None = SANDBOX_KEY, **extra: str) -> dict[str, str]:
+    """The same, as the environment of a spawned `fal-mcp`."""
+    env = {
+        "FAL_RUN_URL": sandbox.run_url,
+        "FAL_QUEUE_URL": sandbox.queue_url,
+        "FAL_API_URL": sandbox.api_url,
+        "FAL_REST_URL": sandbox.rest_url,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    if key is not None:
+        env["FAL_KEY"] = key
+    return env

@@ -1,0 +1,295 @@
+"""The fal client against the fake fal over loopback: every operation, every header, every retry rule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from fal_mcp import __version__
+from fal_mcp.client import ALREADY_COMPLETED, CANCELLATION_REQUESTED, FalClient, RequestOptions
+from fal_mcp.endpoint import EndpointId
+from fal_mcp.errors import (
+    FalAuthError,
+    FalNotFoundError,
+    FalRateLimitError,
+    FalServerError,
+    FalTransportError,
+    MissingKeyError,
+)
+from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.waiting import follow
+from tests.conftest import OTHER_KEY, settings_for
+
+pytestmark = pytest.mark.anyio
+
+FLUX = EndpointId.parse("fal-ai/flux/schnell")
+VIDEO = EndpointId.parse("fal-ai/kling-video/v2/master/text-to-video")
+ECHO = EndpointId.parse("workflows/sandbox/echo/v2")
+PROMPT = {"prompt": "a red fox in snow"}
+
+
+class FailingConnects(httpx.AsyncBaseTransport):
+    """Refuses the first `count` connection attempts, as a network blip would, then behaves."""
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.remaining > 0:
+            self.remaining -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+async def fal(sandbox: SandboxServer, fake: FakeFal) -> AsyncIterator[FalClient]:
+    async with FalClient.open(settings_for(sandbox, request_timeout_s=2.0)) as client:
+        yield client
+
+
+def fake_cdn(fal: FalClient) -> str:
+    return fal.urls.queue_base.replace("/queue", "/cdn")
+
+
+def _paths(fake: FakeFal, route: str) -> list[str]:
+    return [r.path for r in fake.requests_for(route)]
+
+
+async def test_queue_round_trip(fal: FalClient, fake: FakeFal) -> None:
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert submitted.status == "IN_QUEUE"
+    assert submitted.status_url is not None and "/fal-ai/flux/requests/" in submitted.status_url
+    status = await follow(fal, FLUX, submitted.request_id, budget_s=10)
+    assert status.status == "COMPLETED" and status.error is None
+    assert status.metrics is not None and "inference_time" in status.metrics
+    output = await fal.result(FLUX, submitted.request_id)
+    assert output["images"][0]["content_type"] == "image/png"
+    # status and result went to the base app id, without the endpoint's sub-path
+    assert all(p.startswith("/queue/fal-ai/flux/requests/") for p in _paths(fake, "status") + _paths(fake, "result"))
+    sent = fake.requests_for("submit")[0]
+    assert sent.headers["authorization"] == f"Key {SANDBOX_KEY}"
+    assert sent.headers["user-agent"] == f"fal-mcp/{__version__}"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.path == "/queue/fal-ai/flux/schnell"
+
+
+async def test_workflow_ids_keep_three_segments(fal: FalClient, fake: FakeFal) -> None:
+    submitted = await fal.submit(ECHO, {"x": 1}, RequestOptions())
+    await follow(fal, ECHO, submitted.request_id, budget_s=10)
+    assert await fal.result(ECHO, submitted.request_id) == {"echo": {"x": 1}}
+    assert _paths(fake, "submit") == ["/queue/workflows/sandbox/echo/v2"]
+    assert _paths(fake, "result") == [f"/queue/workflows/sandbox/echo/requests/{submitted.request_id}"]
+
+
+async def test_request_options_reach_fal(fal: FalClient, fake: FakeFal) -> None:
+    options = RequestOptions(priority="low", hint="session-42", start_timeout_s=30)
+    await fal.submit(FLUX, PROMPT, options, webhook_url="https://hooks.example/fal?x=1&y=2")
+    sent = fake.requests_for("submit")[0]
+    assert sent.headers["x-fal-queue-priority"] == "low"
+    assert sent.headers["x-fal-runner-hint"] == "session-42"
+    assert float(sent.headers["x-fal-request-timeout"]) == 30
+    assert sent.query["fal_webhook"] == "https://hooks.example/fal?x=1&y=2"
+
+
+async def test_sync_run(fal: FalClient, fake: FakeFal) -> None:
+    ran = await fal.run(FLUX, PROMPT, RequestOptions(hint="h1"))
+    assert ran.output["images"][0]["url"].startswith("http://127.0.0.1:")
+    assert ran.request_id
+    assert _paths(fake, "run") == ["/run/fal-ai/flux/schnell"]
+
+
+async def test_status_logs_on_request(fal: FalClient, fake: FakeFal) -> None:
+    fake.time_scale = 0.1
+    submitted = await fal.submit(VIDEO, {"prompt": "waves"}, RequestOptions())
+    seen = await follow(fal, VIDEO, submitted.request_id, budget_s=20, logs=True)
+    assert seen.status == "COMPLETED"
+    assert seen.logs and any("frame" in line.message.lower() for line in seen.logs)
+    assert {r.query.get("logs") for r in fake.requests_for("status")} == {"1"}
+    quiet = await fal.status(VIDEO, submitted.request_id)
+    assert quiet.logs is None
+
+
+async def test_cancel_outcomes(fal: FalClient, fake: FakeFal) -> None:
+    submitted = await fal.submit(VIDEO, {"prompt": "slow"}, RequestOptions())
+    assert await fal.cancel(VIDEO, submitted.request_id) == CANCELLATION_REQUESTED
+    assert fake.jobs[submitted.request_id].cancelled
+    assert await fal.cancel(VIDEO, submitted.request_id) == ALREADY_COMPLETED
+    with pytest.raises(FalNotFoundError):
+        await fal.cancel(VIDEO, "0000-unknown-request")
+    put = fake.requests_for("cancel")[0]
+    assert put.method == "PUT" and put.body == b""
+
+
+async def test_unknown_endpoint_and_request(fal: FalClient) -> None:
+    with pytest.raises(FalNotFoundError):
+        await fal.submit(EndpointId.parse("fal-ai/no-such-model"), PROMPT, RequestOptions())
+    with pytest.raises(FalNotFoundError):
+        await fal.status(FLUX, "0000-unknown-request")
+
+
+async def test_missing_key_sends_nothing(sandbox: SandboxServer, fake: FakeFal) -> None:
+    async with FalClient.open(settings_for(sandbox, key=None)) as keyless:
+        with pytest.raises(MissingKeyError, match="FAL_KEY"):
+            await keyless.submit(FLUX, PROMPT, RequestOptions())
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(("key", "status"), [("unknown-key-id:unknown-secret", 401), (LOCKED_KEY, 403)])
+async def test_bad_and_locked_keys(fal: FalClient, key: str, status: int) -> None:
+    with pytest.raises(FalAuthError) as caught:
+        await fal.with_key(SecretStr(key)).submit(FLUX, PROMPT, RequestOptions())
+    assert caught.value.status_code == status
+
+
+async def test_key_views_share_one_pool(fal: FalClient, fake: FakeFal) -> None:
+    other = fal.with_key(SecretStr(OTHER_KEY))
+    assert other._http is fal._http  # pyright: ignore[reportPrivateUsage]
+    mine = await fal.submit(FLUX, PROMPT, RequestOptions())
+    theirs = await other.submit(FLUX, PROMPT, RequestOptions())
+    keys = [r.headers["authorization"] for r in fake.requests_for("submit")]
+    assert keys == [f"Key {SANDBOX_KEY}", f"Key {OTHER_KEY}"]
+    with pytest.raises(FalNotFoundError):  # a request is only visible to the key that made it
+        await other.status(FLUX, mine.request_id)
+    assert (await other.status(FLUX, theirs.request_id)).status
+
+
+# -- retries of the idempotent operations -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(route="status", status=503, body=NGINX_503, times=2),
+        Fault(route="status", status=502, times=2),
+        Fault(route="status", status=504, times=2),
+        Fault(route="status", status=429, headers={"Retry-After": "0.2"}, times=2),
+        Fault(route="status", drop="before", times=2),
+        Fault(route="status", drop="after", times=2),
+    ],
+    ids=["ingress-503", "ingress-502", "ingress-504", "429-retry-after", "dropped-before", "dropped-after"],
+)
+async def test_status_retries_transient_failures(fal: FalClient, fake: FakeFal, fault: Fault) -> None:
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    fake.inject(fault)
+    status = await fal.status(FLUX, submitted.request_id)
+    assert status.request_id == submitted.request_id
+    assert len(fake.requests_for("status")) == 3
+
+
+async def test_retry_after_is_waited(fal: FalClient, fake: FakeFal) -> None:
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    fake.inject(Fault(route="result", status=429, headers={"Retry-After": "0.6"}))
+    await follow(fal, FLUX, submitted.request_id, budget_s=10)
+    started = time.monotonic()
+    await fal.result(FLUX, submitted.request_id)
+    assert time.monotonic() - started >= 0.55
+    assert len(fake.requests_for("result")) == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault(route="status", status=503, headers={"x-fal-request-id": "r"}, times=5), FalServerError),
+        (Fault(route="status", status=500, body={"detail": "boom"}, times=5), FalServerError),
+        (Fault(route="status", status=504, headers={"X-Fal-Request-Timeout-Type": "user"}, times=5), FalServerError),
+        (Fault(route="status", status=429, headers={"Retry-After": "600"}, times=5), FalRateLimitError),
+    ],
+    ids=["app-503", "500", "504-user-timeout", "429-too-long-to-wait"],
+)
+async def test_status_does_not_retry_real_answers(fal: FalClient, fake: FakeFal, fault: Fault, error: type) -> None:
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    fake.inject(fault)
+    with pytest.raises(error):
+        await fal.status(FLUX, submitted.request_id)
+    assert len(fake.requests_for("status")) == 1
+
+
+async def test_retries_are_bounded(sandbox: SandboxServer, fake: FakeFal) -> None:
+    async with FalClient.open(settings_for(sandbox, retries=2)) as fal:
+        submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+        fake.inject(Fault(route="status", status=503, body=NGINX_503, times=10))
+        with pytest.raises(FalServerError):
+            await fal.status(FLUX, submitted.request_id)
+    assert len(fake.requests_for("status")) == 3
+
+
+@pytest.mark.parametrize("route", ["result", "cancel"])
+async def test_result_and_cancel_retry_dropped_connections(fal: FalClient, fake: FakeFal, route: str) -> None:
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    await follow(fal, FLUX, submitted.request_id, budget_s=10)
+    fake.inject(Fault(route=route, drop="before"))
+    if route == "result":
+        assert "images" in await fal.result(FLUX, submitted.request_id)
+    else:
+        assert await fal.cancel(FLUX, submitted.request_id) == ALREADY_COMPLETED
+    assert len(fake.requests_for(route)) == 2
+
+
+# -- run and submit are never sent twice -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(route="submit", drop="after"),
+        Fault(route="submit", drop="before"),
+        Fault(route="submit", status=503, body=NGINX_503),
+        Fault(route="submit", status=502),
+        Fault(route="submit", status=429, headers={"Retry-After": "0"}),
+    ],
+    ids=["dropped-after-fal-queued-it", "dropped-on-arrival", "ingress-503", "ingress-502", "429"],
+)
+async def test_submit_is_never_resent_once_it_may_have_arrived(fal: FalClient, fake: FakeFal, fault: Fault) -> None:
+    fake.inject(fault)
+    with pytest.raises((FalTransportError, FalServerError, FalRateLimitError)) as caught:
+        await fal.submit(FLUX, PROMPT, RequestOptions())
+    if isinstance(caught.value, FalTransportError):
+        assert caught.value.maybe_sent
+    assert len(fake.requests_for("submit")) == 1
+    if fault.drop == "after":
+        assert len(fake.jobs) == 1  # fal did queue it: a resend would have billed a second generation
+
+
+async def test_submit_read_timeout_is_not_resent(sandbox: SandboxServer, fake: FakeFal) -> None:
+    async with FalClient.open(settings_for(sandbox, request_timeout_s=0.3)) as fal:
+        fake.inject(Fault(route="submit", delay_s=1.0))
+        with pytest.raises(FalTransportError) as caught:
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert caught.value.maybe_sent and caught.value.timed_out
+    assert len(fake.requests_for("submit")) == 1
+
+
+@pytest.mark.parametrize("operation", ["submit", "run"])
+async def test_failure_to_connect_is_retried_even_for_billed_calls(
+    sandbox: SandboxServer, fake: FakeFal, operation: str
+) -> None:
+    async with FalClient.open(settings_for(sandbox), transport=FailingConnects(2)) as fal:
+        if operation == "submit":
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+        else:
+            await fal.run(FLUX, PROMPT, RequestOptions())
+    assert len(fake.requests_for(operation)) == 1
+
+
+async def test_run_is_never_resent_after_a_drop(fal: FalClient, fake: FakeFal) -> None:
+    fake.inject(Fault(route="run", drop="after"))
+    with pytest.raises(FalTransportError):
+        await fal.run(FLUX, PROMPT, RequestOptions())
+    assert len(fake.requests_for("run")) == 1
+
+
+async def test_redirects_are_not_followed(fal: FalClient, fake: FakeFal) -> None:
+    """A redirect would carry the key to wherever it points; the client must stop at it."""
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    fake.inject(Fault(route="status", status=307, headers={"Location": f"{fake_cdn(fal)}/steal"}))
+    with pytest.raises(Exception, match="307"):
+        await fal.status(FLUX, submitted.request_id)
+    assert [r.route for r in fake.requests] == ["submit", "status"]  # nothing went to the Location
