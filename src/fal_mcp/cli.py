@@ -1,0 +1,104 @@
+"""The `fal-mcp` command: read the configuration, set up stderr logging, start the chosen transport."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Generator, Sequence
+
+from pydantic import SecretStr, ValidationError
+
+from fal_mcp import __version__
+from fal_mcp.logs import configure_logging, redactor
+from fal_mcp.settings import Settings, load
+
+logger = logging.getLogger("fal_mcp")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fal-mcp",
+        description="MCP server for fal.ai. Reads FAL_KEY and FAL_MCP_* from the environment and .env; flags win.",
+    )
+    parser.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or streamable HTTP")
+    parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--stateless", action="store_true", default=None, help="HTTP without sessions (any replica can answer)"
+    )
+    parser.add_argument(
+        "--sandbox", action="store_true", default=None, help="use a built-in fake fal on loopback: no key, no cost"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for all)")
+    parser.add_argument("--version", action="version", version=f"fal-mcp {__version__}")
+    return parser.parse_args(argv)
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """Name a setting as the user wrote it: fal's own variables as they are, ours with their prefix."""
+    name = str(loc[0]) if loc else "?"
+    return name if name.startswith("FAL_") else f"FAL_MCP_{name.upper()}"
+
+
+def _log_level(verbose: int) -> str | None:
+    return {0: None, 1: "INFO"}.get(verbose, "DEBUG")
+
+
+@contextlib.contextmanager
+def sandboxed(settings: Settings) -> Generator[Settings]:
+    """With --sandbox, start the fake fal and point every fal URL (and a sandbox key) at it."""
+    if not settings.sandbox:
+        yield settings
+        return
+    from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+
+    with SandboxServer(FakeFal()) as fake:
+        logger.warning("sandbox: fake fal on %s; nothing leaves this machine and nothing is billed", fake.url)
+        yield settings.model_copy(
+            update={
+                "run_url": fake.run_url,
+                "queue_url": fake.queue_url,
+                "api_url": fake.api_url,
+                "rest_url": fake.rest_url,
+                "fal_key": SecretStr(SANDBOX_KEY),
+                "fal_key_id": None,
+                "fal_key_secret": None,
+            }
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        settings = load(
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            stateless=args.stateless,
+            sandbox=args.sandbox,
+            log_level=_log_level(args.verbose),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
+        print(f"fal-mcp: invalid configuration: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    if settings.key is not None:
+        redactor.add(settings.key.get_secret_value())
+    if settings.key is None and not settings.sandbox:
+        logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
+
+    from fal_mcp.server import create_server
+    from fal_mcp.transports import serve_http, serve_stdio
+
+    with sandboxed(settings) as effective:
+        server = create_server(effective)
+        try:
+            if effective.transport == "http":
+                serve_http(server, effective)
+            else:
+                serve_stdio(server)
+        except KeyboardInterrupt:
+            pass
