@@ -1,0 +1,131 @@
+"""Reaching a real fal-mcp the three ways a user's client does: in memory, over stdio, over streamable HTTP.
+
+stdio spawns the installed `fal-mcp` console script; HTTP spawns `fal-mcp --transport http --port 0` and reads
+the announced URL from its stderr. Both get their fal URLs and key through the environment, exactly like a
+client config would set them, and write their stderr to a file the tests can read (the log-leak test does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from fal_mcp.sandbox import SANDBOX_KEY, SandboxServer
+from fal_mcp.server import create_server
+from tests.conftest import env_for, settings_for
+
+TRANSPORTS = ("memory", "stdio", "http")
+
+
+def fal_mcp_command() -> str:
+    """The console script installed next to this interpreter (what a client config launches)."""
+    found = shutil.which("fal-mcp", path=str(Path(sys.executable).parent)) or shutil.which("fal-mcp")
+    if found is None:
+        raise RuntimeError("the fal-mcp console script is not installed: pip install -e '.[test]'")
+    return found
+
+
+@dataclass
+class HttpServer:
+    """A spawned `fal-mcp --transport http`, alive until `stop()`."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpServer:
+    stderr_path = workdir / f"http-{time.monotonic_ns()}.stderr"
+    with stderr_path.open("wb") as sink:
+        process = subprocess.Popen(
+            [fal_mcp_command(), "--transport", "http", "--port", "0", *args],
+            env={**_base_env(), **env},
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = stderr_path.read_text(errors="replace")
+        for line in text.splitlines():
+            if "streamable HTTP on " in line:
+                url = line.split("streamable HTTP on ", 1)[1].strip()
+                return HttpServer(process=process, url=url, stderr_path=stderr_path)
+        if process.poll() is not None:
+            raise RuntimeError(f"fal-mcp exited with {process.returncode}: {text}")
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("fal-mcp did not announce its HTTP address in time")
+
+
+@contextmanager
+def http_server(env: dict[str, str], workdir: Path, *args: str) -> Iterator[HttpServer]:
+    server = start_http_server(env, workdir, *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _base_env() -> dict[str, str]:
+    """What a spawned server inherits: enough to run Python, none of the developer's FAL_* variables."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+@asynccontextmanager
+async def connect(
+    transport: str,
+    sandbox: SandboxServer,
+    workdir: Path,
+    *,
+    key: str | None = SANDBOX_KEY,
+    http_url: str | None = None,
+    errlog: TextIO | None = None,
+    **settings: Any,
+) -> AsyncIterator[Client]:
+    """An MCP client connected to a fal-mcp that talks to `sandbox` with `key`."""
+    if transport == "memory":
+        async with Client(create_server(settings_for(sandbox, key=key, **settings))) as client:
+            yield client
+    elif transport == "stdio":
+        env = env_for(sandbox, key=key, **{f"FAL_MCP_{k.upper()}": str(v) for k, v in settings.items()})
+        params = StdioServerParameters(command=fal_mcp_command(), args=[], env=env, cwd=workdir)
+        log = errlog if errlog is not None else (workdir / "stdio.stderr").open("a")
+        try:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                yield client
+        finally:
+            if errlog is None:
+                log.close()
+    elif transport == "http":
+        if http_url is None:
+            raise ValueError("http needs a running server's URL")
+        async with Client(http_url) as client:
+            yield client
+    else:
+        raise ValueError(transport)
