@@ -593,6 +593,7 @@ def test_webhook_is_posted_without_authorization(
     _, error = bodies[failed["request_id"]]
     assert error["status"] == "ERROR" and error["error"] == "Invalid status code: 422"
     assert error["payload"]["detail"][0]["loc"] == ["body", "prompt"]
+    wait_until(lambda: len(fake.webhook_deliveries) == 2)  # recorded once the receiver has answered
     assert {delivery.status_code for delivery in fake.webhook_deliveries} == {200}
 
 
