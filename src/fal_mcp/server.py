@@ -1,8 +1,8 @@
 """Builds the MCP server: the lifespan that owns the fal connection pool, and the tool registrations.
 
 `create_server(settings)` is a factory rather than a module global so tests can build as many servers as they
-like, each against its own fake fal. Tool annotations follow the contract: only get-status and get-result are
-read-only; cancel is destructive; every tool reaches the open world (fal).
+like, each against its own fake fal. The tools and their annotations are declared next to their code
+(`fal_mcp.tools`).
 """
 
 from __future__ import annotations
@@ -12,28 +12,18 @@ from contextlib import asynccontextmanager
 
 import httpx
 from mcp.server import MCPServer
-from mcp.types import ToolAnnotations
 
-from fal_mcp import __version__, tools
+from fal_mcp import __version__
 from fal_mcp.client import FalClient
 from fal_mcp.settings import Settings
-from fal_mcp.tools import AppState
+from fal_mcp.state import AppState
+from fal_mcp.tools import ALL_TOOLS
 
 INSTRUCTIONS = (
     "Runs fal.ai generative models (image, video, audio, text). run-model runs one and returns its output; "
     "for slow models it returns a request_id after wait_s, to continue with get-result. submit queues without "
     "waiting; get-status, get-result and cancel take that request_id and the same endpoint_id."
 )
-
-
-def _hints(*, read_only: bool, destructive: bool, idempotent: bool, title: str) -> ToolAnnotations:
-    return ToolAnnotations(
-        title=title,
-        read_only_hint=read_only,
-        destructive_hint=destructive,
-        idempotent_hint=idempotent,
-        open_world_hint=True,
-    )
 
 
 def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer[AppState]:
@@ -53,18 +43,6 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
         lifespan=lifespan,
         log_level=settings.log_level,
     )
-    registrations = [
-        (tools.run_model, "run-model", "Run a fal model", False, False, False),
-        (tools.submit, "submit", "Queue a fal request", False, False, False),
-        (tools.get_status, "get-status", "Status of a fal request", True, False, True),
-        (tools.get_result, "get-result", "Result of a fal request", True, False, True),
-        (tools.cancel, "cancel", "Cancel a fal request", False, True, True),
-    ]
-    for fn, name, title, read_only, destructive, idempotent in registrations:
-        server.add_tool(
-            fn,
-            name=name,
-            title=title,
-            annotations=_hints(read_only=read_only, destructive=destructive, idempotent=idempotent, title=title),
-        )
+    for spec in ALL_TOOLS:
+        server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations())
     return server

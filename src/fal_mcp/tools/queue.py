@@ -1,16 +1,11 @@
-"""The five fal tools: validate the arguments, call fal through `FalClient`, shape the result.
+"""The five queue tools: run-model, submit, get-status, get-result, cancel.
 
-Each tool returns a `CallToolResult` whose `structuredContent` matches its output model (`fal_mcp.outputs`),
-or an `isError` result worded by `fal_mcp.replies`. Failures are caught once, at `_guard`, so a tool can never
-crash the server or leak a traceback to the client.
+Each returns a `CallToolResult` whose `structuredContent` matches its output model (`fal_mcp.outputs`); a failure
+is caught by `guarded` and worded by `fal_mcp.replies`.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -19,96 +14,28 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from fal_mcp.client import FalClient, RequestOptions
-from fal_mcp.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
-from fal_mcp.errors import FalError
+from fal_mcp.endpoint import EndpointId, check_request_id, resolve_endpoint
 from fal_mcp.models import COMPLETED, QueueStatus
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
 from fal_mcp.progress import ProgressReporter
-from fal_mcp.replies import AfterSubmit, ToolFailure, explain, failure, success
-from fal_mcp.settings import Settings
+from fal_mcp.replies import AfterSubmit, ToolFailure, success
+from fal_mcp.state import AppState, app_state
+from fal_mcp.tools.arguments import (
+    AppArg,
+    EndpointArg,
+    HintArg,
+    InputArg,
+    LogsArg,
+    OwnerArg,
+    PriorityArg,
+    RequestIdArg,
+    StartTimeoutArg,
+    VariantArg,
+    WebhookArg,
+)
+from fal_mcp.tools.guard import guarded
+from fal_mcp.tools.spec import ToolSpec
 from fal_mcp.waiting import describe_state, fetch_output, follow
-
-logger = logging.getLogger(__name__)
-
-ToolFn = Callable[..., Awaitable[CallToolResult]]
-
-
-@dataclass
-class AppState:
-    """What the lifespan opens once per process and every tool call shares."""
-
-    settings: Settings
-    fal: FalClient
-
-
-# -- argument types (their descriptions are what the model reads) -----------------------------------------
-
-EndpointArg = Annotated[
-    str | None,
-    Field(description="fal model id, e.g. 'fal-ai/flux/schnell'. Or give app_owner + app_id [+ app_variant]."),
-]
-OwnerArg = Annotated[str | None, Field(description="Model owner, e.g. 'fal-ai' (instead of endpoint_id)")]
-AppArg = Annotated[str | None, Field(description="App name, e.g. 'flux' (with app_owner)")]
-VariantArg = Annotated[str | None, Field(description="Optional variant path, e.g. 'schnell' (with app_owner)")]
-InputArg = Annotated[
-    dict[str, Any],
-    Field(description='The model\'s input JSON, e.g. {"prompt": "a red fox"}; fields differ per model'),
-]
-RequestIdArg = Annotated[str, Field(description="request_id returned by submit or run-model")]
-LogsArg = Annotated[bool, Field(description="Include the runner's log lines")]
-PriorityArg = Annotated[
-    Literal["normal", "low"] | None, Field(description="Queue priority; 'low' waits behind 'normal'")
-]
-HintArg = Annotated[
-    str | None,
-    Field(description="Runner hint for session affinity (X-Fal-Runner-Hint)", pattern=r"^[\x21-\x7e]{1,200}$"),
-]
-StartTimeoutArg = Annotated[
-    float | None,
-    Field(description="Give up if it has not started within this many seconds (fal's start deadline)", ge=1, le=86400),
-]
-WebhookArg = Annotated[
-    str | None,
-    Field(
-        description="URL fal POSTs the result to when done (passed to fal as fal_webhook; never sent our key)",
-        pattern=r"^https?://[^\s]+$",
-        max_length=2048,
-    ),
-]
-
-
-def _state(ctx: Context[Any, Any]) -> AppState:
-    state = ctx.request_context.lifespan_context
-    assert isinstance(state, AppState)
-    return state
-
-
-def _endpoint_label(arguments: dict[str, Any]) -> str | None:
-    if arguments.get("endpoint_id"):
-        return str(arguments["endpoint_id"])
-    parts = [str(arguments[k]) for k in ("app_owner", "app_id", "app_variant") if arguments.get(k)]
-    return "/".join(parts) or None
-
-
-def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
-    """Catch every failure of a tool once, here, and answer it as one worded `isError` result."""
-
-    def decorate(fn: ToolFn) -> ToolFn:
-        @functools.wraps(fn)
-        async def tool(*args: Any, **arguments: Any) -> CallToolResult:
-            try:
-                return await fn(*args, **arguments)
-            except Exception as exc:
-                if isinstance(exc, ToolFailure | FalError | InvalidIdError):
-                    logger.info("%s failed: %s", action, exc)
-                else:
-                    logger.exception("%s failed unexpectedly", action)
-                where = _endpoint_label(arguments)
-                return failure(explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id")))
-
-        return tool
-
-    return decorate
 
 
 def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
@@ -187,10 +114,10 @@ async def run_model(
     start_timeout_s: StartTimeoutArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
-    state = _state(ctx)
+    state = app_state(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
-    fal = state.fal
+    fal = state.caller(ctx).fal
     if mode == "sync":
         ran = await fal.run(endpoint, input, options)
         envelope = RequestResult(
@@ -228,9 +155,9 @@ async def submit(
     start_timeout_s: StartTimeoutArg = None,
 ) -> Annotated[CallToolResult, SubmitResult]:
     """Queue a fal model request and return its request_id at once (for slow models such as video)."""
-    state = _state(ctx)
+    state = app_state(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
-    submitted = await state.fal.submit(
+    submitted = await state.caller(ctx).fal.submit(
         endpoint, input, _options(priority, hint, start_timeout_s), webhook_url=webhook_url
     )
     result = SubmitResult(
@@ -260,10 +187,10 @@ async def get_status(
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, StatusResult]:
     """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
-    state = _state(ctx)
+    state = app_state(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     check_request_id(request_id)
-    status = await state.fal.status(endpoint, request_id, logs=logs)
+    status = await state.caller(ctx).fal.status(endpoint, request_id, logs=logs)
     result = StatusResult(
         endpoint_id=str(endpoint),
         request_id=request_id,
@@ -294,7 +221,8 @@ async def get_result(
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
-    state = _state(ctx)
+    state = app_state(ctx)
+    fal = state.caller(ctx).fal
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     check_request_id(request_id)
     budget = _wait_budget(state, wait_s)
@@ -305,10 +233,10 @@ async def get_result(
         async def on_status(status: QueueStatus) -> None:
             await progress.report(describe_state(status))
 
-        status = await follow(state.fal, endpoint, request_id, budget_s=budget, logs=logs, on_status=on_status)
+        status = await follow(fal, endpoint, request_id, budget_s=budget, logs=logs, on_status=on_status)
     else:
-        status = await state.fal.status(endpoint, request_id, logs=logs)
-    return await _finish(state, state.fal, endpoint, request_id, status, anyio.current_time() - started)
+        status = await fal.status(endpoint, request_id, logs=logs)
+    return await _finish(state, fal, endpoint, request_id, status, anyio.current_time() - started)
 
 
 @guarded("cancel")
@@ -321,13 +249,22 @@ async def cancel(
     app_variant: VariantArg = None,
 ) -> Annotated[CallToolResult, CancelResult]:
     """Cancel a queued or running request (a running one stops if the model allows it)."""
-    state = _state(ctx)
+    state = app_state(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     check_request_id(request_id)
-    outcome = await state.fal.cancel(endpoint, request_id)
+    outcome = await state.caller(ctx).fal.cancel(endpoint, request_id)
     result = CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)
     if outcome == "ALREADY_COMPLETED":
         headline = f"Request {request_id} had already completed; nothing to cancel. get-result has its output."
     else:
         headline = f"Cancellation of {request_id} requested; a queued request is removed, a running one is stopped."
     return success(headline, result, sandbox=state.settings.sandbox)
+
+
+QUEUE_TOOLS = (
+    ToolSpec(run_model, "run-model", "Run a fal model", read_only=False, destructive=False, idempotent=False),
+    ToolSpec(submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False),
+    ToolSpec(get_status, "get-status", "Status of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(get_result, "get-result", "Result of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True),
+)

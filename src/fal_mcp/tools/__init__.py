@@ -1,0 +1,10 @@
+"""The MCP tools, one module per family; `ALL_TOOLS` is what the server registers."""
+
+from __future__ import annotations
+
+from fal_mcp.tools.queue import QUEUE_TOOLS
+from fal_mcp.tools.spec import ToolSpec
+
+ALL_TOOLS: tuple[ToolSpec, ...] = (*QUEUE_TOOLS,)
+
+__all__ = ["ALL_TOOLS", "ToolSpec"]

@@ -1,0 +1,49 @@
+"""The one place a tool's failure is caught: every exception becomes a single worded `isError` result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.types import CallToolResult
+
+from fal_mcp.endpoint import InvalidIdError
+from fal_mcp.errors import FalError
+from fal_mcp.replies import AfterSubmit, ToolFailure, explain, failure
+
+logger = logging.getLogger("fal_mcp.tools")
+
+ToolFn = Callable[..., Awaitable[CallToolResult]]
+
+
+def _endpoint_label(arguments: dict[str, Any]) -> str | None:
+    if arguments.get("endpoint_id"):
+        return str(arguments["endpoint_id"])
+    parts = [str(arguments[k]) for k in ("app_owner", "app_id", "app_variant") if arguments.get(k)]
+    return "/".join(parts) or None
+
+
+def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
+    """Catch every failure of a tool once, here, and answer it as one worded `isError` result.
+
+    Cancellation is not an `Exception` and passes through untouched: a cancelled call must end as cancelled.
+    """
+
+    def decorate(fn: ToolFn) -> ToolFn:
+        @functools.wraps(fn)
+        async def tool(*args: Any, **arguments: Any) -> CallToolResult:
+            try:
+                return await fn(*args, **arguments)
+            except Exception as exc:
+                if isinstance(exc, ToolFailure | FalError | InvalidIdError | AfterSubmit):
+                    logger.info("%s failed: %s", action, exc)
+                else:
+                    logger.exception("%s failed unexpectedly", action)
+                where = _endpoint_label(arguments)
+                return failure(explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id")))
+
+        return tool
+
+    return decorate
