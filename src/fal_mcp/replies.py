@@ -71,9 +71,9 @@ def failure(message: str) -> CallToolResult:
 def explain(error: Exception, *, action: str, endpoint: str | None = None, request_id: str | None = None) -> str:
     """One actionable sentence or three for `error`, raised while doing `action` (e.g. "run-model")."""
     if isinstance(error, AfterSubmit):
+        if isinstance(error.cause, FalRequestFailed):  # the request ran and failed: nothing is left running
+            return explain(error.cause, action=action, endpoint=error.endpoint, request_id=error.request_id)
         inner = explain(error.cause, action=f"{action} (waiting)", endpoint=error.endpoint, request_id=error.request_id)
-        if isinstance(error.cause, FalRequestFailed):
-            return inner
         return (
             f"{inner} The request itself is queued at fal as request_id '{error.request_id}' and may still run: "
             f"do not run it again; continue with get-result (request_id='{error.request_id}', "

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from fal_mcp.client import FalClient, RequestOptions
-from fal_mcp.endpoint import EndpointId, check_request_id, resolve_endpoint
-from fal_mcp.models import COMPLETED, QueueStatus
+from fal_mcp.client import ALREADY_COMPLETED, RequestOptions
+from fal_mcp.endpoint import EndpointId, resolve_endpoint
+from fal_mcp.models import QueueStatus
+from fal_mcp.operations import Operations
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
 from fal_mcp.progress import ProgressReporter
-from fal_mcp.replies import AfterSubmit, ToolFailure, success
-from fal_mcp.state import AppState, app_state
+from fal_mcp.replies import success
+from fal_mcp.state import app_state
 from fal_mcp.tools.arguments import (
     AppArg,
     EndpointArg,
@@ -35,58 +35,39 @@ from fal_mcp.tools.arguments import (
 )
 from fal_mcp.tools.guard import guarded
 from fal_mcp.tools.spec import ToolSpec
-from fal_mcp.waiting import describe_state, fetch_output, follow
+from fal_mcp.waiting import describe_state
 
 
 def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
     return RequestOptions(priority=priority, hint=hint, start_timeout_s=start_timeout_s)
 
 
-def _envelope(endpoint: EndpointId, request_id: str | None, status: QueueStatus) -> RequestResult:
-    return RequestResult(
-        endpoint_id=str(endpoint),
-        request_id=request_id,
-        status=status.status,
-        metrics=status.metrics or None,
-        queue_position=status.queue_position,
-        logs=status.logs,
-    )
+def operations(ctx: Context[Any, Any]) -> Operations:
+    state = app_state(ctx)
+    return Operations(state=state, caller=state.caller(ctx))
 
 
-def _continue_hint(endpoint: EndpointId, request_id: str, status: QueueStatus, waited_s: float) -> str:
-    return (
-        f"Still {describe_state(status)} after {waited_s:.0f}s; the job keeps running at fal. "
-        f"Call get-result with request_id='{request_id}' and endpoint_id='{endpoint}' (wait_s>0 to wait), "
-        "or cancel it."
-    )
+class ProgressListener:
+    """Turns a followed request's updates into MCP progress notifications."""
+
+    def __init__(self, ctx: Context[Any, Any]) -> None:
+        self._progress = ProgressReporter(ctx)
+
+    async def submitted(self, endpoint: EndpointId, request_id: str) -> None:
+        await self._progress.report(f"submitted to {endpoint} as {request_id}")
+
+    async def status(self, status: QueueStatus) -> None:
+        await self._progress.report(describe_state(status))
 
 
-async def _finish(
-    state: AppState,
-    fal: FalClient,
-    endpoint: EndpointId,
-    request_id: str,
-    status: QueueStatus,
-    waited_s: float,
-) -> CallToolResult:
-    """The envelope for a followed request: its output when terminal, else its handle and how to continue."""
-    envelope = _envelope(endpoint, request_id, status)
-    if status.is_terminal:
-        envelope.output = await fetch_output(fal, endpoint, request_id, status)
-        envelope.status = COMPLETED
-        headline = f"{endpoint} completed (request {request_id})."
+def _reply(ops: Operations, result: RequestResult) -> CallToolResult:
+    if result.next_step is not None:
+        headline = result.next_step
     else:
-        envelope.next_step = _continue_hint(endpoint, request_id, status, waited_s)
-        headline = envelope.next_step
-    return success(headline, envelope, sandbox=state.settings.sandbox)
-
-
-def _wait_budget(state: AppState, wait_s: float | None) -> float:
-    if wait_s is None:
-        return state.settings.wait_s
-    if wait_s > state.settings.max_wait_s:
-        raise ToolFailure(f"wait_s may be at most {state.settings.max_wait_s:g} seconds on this server")
-    return wait_s
+        headline = f"{result.endpoint_id} completed" + (
+            f" (request {result.request_id})." if result.request_id else "."
+        )
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
 
 
 # -- the tools -------------------------------------------------------------------------------------------
@@ -114,31 +95,14 @@ async def run_model(
     start_timeout_s: StartTimeoutArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
-    state = app_state(ctx)
+    ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
-    fal = state.caller(ctx).fal
     if mode == "sync":
-        ran = await fal.run(endpoint, input, options)
-        envelope = RequestResult(
-            endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output
-        )
-        return success(f"{endpoint} completed.", envelope, sandbox=state.settings.sandbox)
-    budget = _wait_budget(state, wait_s)
-    submitted = await fal.submit(endpoint, input, options)
-    request_id = submitted.request_id
-    progress = ProgressReporter(ctx)
-    await progress.report(f"submitted to {endpoint} as {request_id}")
-    started = anyio.current_time()
-
-    async def on_status(status: QueueStatus) -> None:
-        await progress.report(describe_state(status))
-
-    try:
-        status = await follow(fal, endpoint, request_id, budget_s=budget, logs=logs, on_status=on_status)
-        return await _finish(state, fal, endpoint, request_id, status, anyio.current_time() - started)
-    except Exception as exc:
-        raise AfterSubmit(request_id, str(endpoint), exc) from exc
+        return _reply(ops, await ops.run_sync(endpoint, input, options))
+    budget = ops.wait_budget(wait_s)
+    result = await ops.run_queued(endpoint, input, options, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
+    return _reply(ops, result)
 
 
 @guarded("submit")
@@ -155,25 +119,15 @@ async def submit(
     start_timeout_s: StartTimeoutArg = None,
 ) -> Annotated[CallToolResult, SubmitResult]:
     """Queue a fal model request and return its request_id at once (for slow models such as video)."""
-    state = app_state(ctx)
+    ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
-    submitted = await state.caller(ctx).fal.submit(
-        endpoint, input, _options(priority, hint, start_timeout_s), webhook_url=webhook_url
-    )
-    result = SubmitResult(
-        endpoint_id=str(endpoint),
-        request_id=submitted.request_id,
-        status=submitted.status,
-        queue_position=submitted.queue_position,
-        status_url=submitted.status_url,
-        response_url=submitted.response_url,
-        cancel_url=submitted.cancel_url,
-    )
+    options = _options(priority, hint, start_timeout_s)
+    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url)
     headline = (
-        f"Queued {endpoint} as request {submitted.request_id}. "
+        f"Queued {endpoint} as request {result.request_id}. "
         "Follow it with get-status or get-result (same request_id and endpoint_id)."
     )
-    return success(headline, result, sandbox=state.settings.sandbox)
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
 
 
 @guarded("get-status")
@@ -187,24 +141,14 @@ async def get_status(
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, StatusResult]:
     """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
-    state = app_state(ctx)
+    ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
-    check_request_id(request_id)
-    status = await state.caller(ctx).fal.status(endpoint, request_id, logs=logs)
-    result = StatusResult(
-        endpoint_id=str(endpoint),
-        request_id=request_id,
-        status=status.status,
-        queue_position=status.queue_position,
-        logs=status.logs,
-        metrics=status.metrics or None,
-        error=status.error,
-        error_type=status.error_type,
-    )
-    headline = f"Request {request_id} is {describe_state(status)}."
-    if status.failed:
-        headline += f" Error: {status.error}"
-    return success(headline, result, sandbox=state.settings.sandbox)
+    result = await ops.status(endpoint, request_id, logs=logs)
+    headline = f"Request {request_id} is {result.status}"
+    if result.queue_position is not None:
+        headline += f", position {result.queue_position}"
+    headline += f". Error: {result.error}" if result.error else "."
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
 
 
 @guarded("get-result")
@@ -221,22 +165,11 @@ async def get_result(
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
-    state = app_state(ctx)
-    fal = state.caller(ctx).fal
+    ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
-    check_request_id(request_id)
-    budget = _wait_budget(state, wait_s)
-    started = anyio.current_time()
-    if budget > 0:
-        progress = ProgressReporter(ctx)
-
-        async def on_status(status: QueueStatus) -> None:
-            await progress.report(describe_state(status))
-
-        status = await follow(fal, endpoint, request_id, budget_s=budget, logs=logs, on_status=on_status)
-    else:
-        status = await fal.status(endpoint, request_id, logs=logs)
-    return await _finish(state, fal, endpoint, request_id, status, anyio.current_time() - started)
+    budget = ops.wait_budget(wait_s)
+    result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
+    return _reply(ops, result)
 
 
 @guarded("cancel")
@@ -249,16 +182,14 @@ async def cancel(
     app_variant: VariantArg = None,
 ) -> Annotated[CallToolResult, CancelResult]:
     """Cancel a queued or running request (a running one stops if the model allows it)."""
-    state = app_state(ctx)
+    ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
-    check_request_id(request_id)
-    outcome = await state.caller(ctx).fal.cancel(endpoint, request_id)
-    result = CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)
-    if outcome == "ALREADY_COMPLETED":
+    result = await ops.cancel(endpoint, request_id)
+    if result.status == ALREADY_COMPLETED:
         headline = f"Request {request_id} had already completed; nothing to cancel. get-result has its output."
     else:
         headline = f"Cancellation of {request_id} requested; a queued request is removed, a running one is stopped."
-    return success(headline, result, sandbox=state.settings.sandbox)
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
 
 
 QUEUE_TOOLS = (
