@@ -20,12 +20,27 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One request history for the whole session (every test's requests land in it, as in real use), set before
+    any server starts, so no test ever writes into the developer's own state directory."""
+    path = str(tmp_path_factory.mktemp("state"))
+    previous = os.environ.get("FAL_MCP_STATE_DIR")
+    os.environ["FAL_MCP_STATE_DIR"] = path
+    yield path
+    if previous is None:
+        os.environ.pop("FAL_MCP_STATE_DIR", None)
+    else:
+        os.environ["FAL_MCP_STATE_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: str) -> Iterator[None]:
     """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake)."""
     for name in list(os.environ):
         if name.startswith(("FAL_", "FAL_MCP_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("FAL_MCP_STATE_DIR", state_dir)
     yield
 
 
@@ -70,6 +85,7 @@ def env_for(sandbox: SandboxServer, *, key: str | None = SANDBOX_KEY, **extra: s
         "FAL_API_URL": sandbox.api_url,
         "FAL_REST_URL": sandbox.rest_url,
         "PYTHONUNBUFFERED": "1",
+        "FAL_MCP_STATE_DIR": os.environ["FAL_MCP_STATE_DIR"],
         **extra,
     }
     if key is not None:

@@ -7,6 +7,7 @@ client config would set them, and write their stderr to a file the tests can rea
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,15 @@ from fal_mcp.server import create_server
 from tests.conftest import env_for, settings_for
 
 TRANSPORTS = ("memory", "stdio", "http")
+
+CONTRACT_HINTS = {  # the contract's five core tools: readOnly, destructive, idempotent, openWorld
+    "run-model": (False, False, False, True),
+    "submit": (False, False, False, True),
+    "get-status": (True, False, True, True),
+    "get-result": (True, False, True, True),
+    "cancel": (False, True, True, True),
+}
+CORE_TOOLS = frozenset(CONTRACT_HINTS)
 
 
 def fal_mcp_command() -> str:
@@ -62,7 +72,7 @@ def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpSer
     with stderr_path.open("wb") as sink:
         process = subprocess.Popen(
             [fal_mcp_command(), "--transport", "http", "--port", "0", *args],
-            env={**_base_env(), **env},
+            env={**base_env(), **env},
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -91,9 +101,10 @@ def http_server(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Http
         server.stop()
 
 
-def _base_env() -> dict[str, str]:
-    """What a spawned server inherits: enough to run Python, none of the developer's FAL_* variables."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV")
+def base_env() -> dict[str, str]:
+    """What a spawned server inherits: enough to run Python, none of the developer's FAL_* variables
+    (the state directory is the test session's own, set by conftest)."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV", "FAL_MCP_STATE_DIR")
     return {name: os.environ[name] for name in keep if name in os.environ}
 
 
@@ -129,3 +140,42 @@ async def connect(
             yield client
     else:
         raise ValueError(transport)
+
+
+def raw_stdio_session(
+    messages: list[dict[str, Any]], env: dict[str, str], workdir: Path, *args: str
+) -> tuple[dict[int, Any], str]:
+    """Speak JSON-RPC to a spawned `fal-mcp` by hand, one message at a time (waiting for each answer).
+
+    Returns the answers by id and the server's stderr. Every stdout line must be a JSON-RPC message: anything
+    else fails the `json.loads` here, which is how the tests prove stdout carries nothing but protocol.
+    """
+    replies: dict[int, Any] = {}
+    log_path = workdir / f"raw-{time.monotonic_ns()}.stderr"
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            [fal_mcp_command(), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**base_env(), **env},
+            cwd=workdir,
+            text=True,
+        ) as process,
+    ):
+        assert process.stdin is not None and process.stdout is not None
+        for message in messages:
+            process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.flush()
+            while "id" in message and message["id"] not in replies:
+                line = process.stdout.readline()
+                assert line, "the server closed stdout"
+                parsed = json.loads(line)
+                assert parsed["jsonrpc"] == "2.0"
+                if "id" in parsed:
+                    replies[parsed["id"]] = parsed
+        process.stdin.close()
+        assert process.stdout.read() == ""  # nothing more after the last answer either
+        process.wait(timeout=20)
+    return replies, log_path.read_text()

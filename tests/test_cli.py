@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from mcp import Client
 
 from fal_mcp import __version__
-from tests.harness import _base_env, fal_mcp_command, http_server  # pyright: ignore[reportPrivateUsage]
+from tests.harness import CORE_TOOLS, base_env, fal_mcp_command, http_server, raw_stdio_session
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +21,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         [fal_mcp_command(), *args],
         capture_output=True,
         text=True,
-        env={**_base_env(), **(env or {})},
+        env={**base_env(), **(env or {})},
         cwd=cwd,
         timeout=60,
         check=False,
@@ -75,42 +73,8 @@ def test_stdio_sandbox_speaks_only_protocol_on_stdout(tmp_path: Path) -> None:
             "params": {"name": "get-status", "arguments": {"endpoint_id": "fal-ai/..", "request_id": "x"}},
         },
     ]
-    replies: dict[int, Any] = {}
-    log_path = tmp_path / "stderr.log"
-    with (
-        log_path.open("w") as log,
-        subprocess.Popen(
-            [fal_mcp_command(), "--sandbox", "-vv"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=_base_env(),
-            cwd=tmp_path,
-            text=True,
-        ) as process,
-    ):
-        assert process.stdin is not None and process.stdout is not None
-        for message in messages:
-            process.stdin.write(json.dumps(message) + "\n")
-            process.stdin.flush()
-            while "id" in message and message["id"] not in replies:
-                line = process.stdout.readline()
-                assert line, "the server closed stdout"
-                parsed = json.loads(line)  # anything but JSON-RPC on stdout fails here
-                assert parsed["jsonrpc"] == "2.0"
-                if "id" in parsed:
-                    replies[parsed["id"]] = parsed
-        process.stdin.close()
-        assert process.stdout.read() == ""  # nothing more after the last answer either
-        process.wait(timeout=20)
-    stderr = log_path.read_text()
-    assert {t["name"] for t in replies[2]["result"]["tools"]} == {
-        "run-model",
-        "submit",
-        "get-status",
-        "get-result",
-        "cancel",
-    }
+    replies, stderr = raw_stdio_session(messages, {}, tmp_path, "--sandbox", "-vv")
+    assert {t["name"] for t in replies[2]["result"]["tools"]} >= CORE_TOOLS
     result = replies[3]["result"]
     assert not result.get("isError")
     assert result["structuredContent"]["sandbox"] is True
@@ -156,4 +120,4 @@ async def test_stateless_http(tmp_path: Path) -> None:
             )
             assert result.structured_content is not None and result.structured_content["status"] == "COMPLETED"
         async with Client(server.url) as client:
-            assert len((await client.list_tools()).tools) == 5
+            assert {t.name for t in (await client.list_tools()).tools} >= CORE_TOOLS

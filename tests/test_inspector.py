@@ -17,16 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness import HttpServer, fal_mcp_command, start_http_server
+from tests.harness import CONTRACT_HINTS, HttpServer, fal_mcp_command, start_http_server
 
 INSPECTOR_VERSION = "2.12.0"
-CONTRACT_HINTS = {
-    "run-model": (False, False, False, True),
-    "submit": (False, False, False, True),
-    "get-status": (True, False, True, True),
-    "get-result": (True, False, True, True),
-    "cancel": (False, True, True, True),
-}
 RUN_ARGS = json.dumps({"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "a lighthouse at dusk"}})
 
 
@@ -68,17 +61,23 @@ def http_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe
 def target(transport: str, http_sandbox: HttpServer) -> list[str]:
     if transport == "stdio":
         # The Inspector spawns stdio servers with a filtered environment: settings go in with -e.
-        return ["-e", "FAL_MCP_SANDBOX=true", fal_mcp_command()]
+        return [
+            "-e",
+            "FAL_MCP_SANDBOX=true",
+            "-e",
+            f"FAL_MCP_STATE_DIR={os.environ['FAL_MCP_STATE_DIR']}",
+            fal_mcp_command(),
+        ]
     return [http_sandbox.url, "--transport", "http"]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_inspector_lists_the_five_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+def test_inspector_lists_the_five_core_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
     tools = {
         tool["name"]: tool
         for tool in inspect(*target(transport, http_sandbox), "--method", "tools/list", cwd=tmp_path)["tools"]
     }
-    assert set(tools) == set(CONTRACT_HINTS)
+    assert set(tools) >= set(CONTRACT_HINTS)
     for name, hints in CONTRACT_HINTS.items():
         annotations = tools[name]["annotations"]
         assert (

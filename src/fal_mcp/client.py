@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from fal_mcp.errors import (
     decode_response_error,
     json_field,
 )
+from fal_mcp.eventstream import sse_data
 from fal_mcp.models import QueueStatus, RunResponse, SubmitResponse
 from fal_mcp.retry import RetryPolicy
 from fal_mcp.settings import Settings
@@ -49,6 +50,8 @@ class Timeouts:
     connect_s: float = 10.0
     request_s: float = 30.0
     run_s: float = 600.0
+    stream_idle_s: float = 20.0
+    """Silence after which a status stream counts as broken (fal pings well within it)."""
 
     def queue(self) -> httpx.Timeout:
         return httpx.Timeout(self.request_s, connect=self.connect_s)
@@ -193,6 +196,39 @@ class FalClient:
         )
         return _parse(QueueStatus, _json(response, what), what)
 
+    @asynccontextmanager
+    async def status_stream(
+        self, endpoint: EndpointId, request_id: str, *, logs: bool = False
+    ) -> AsyncGenerator[AsyncIterator[QueueStatus]]:
+        """fal's status stream: one status per change, ending after COMPLETED.
+
+        Not retried: a refused or broken stream is the caller's cue to fall back to polling, which is.
+        """
+        what = f"status stream of {request_id}"
+        headers = {**self._auth_headers(), "Accept": "text/event-stream"}
+        timeout = httpx.Timeout(self._timeouts.stream_idle_s, connect=self._timeouts.connect_s)
+        request = self._http.build_request(
+            "GET",
+            self.urls.status_stream(endpoint, request_id),
+            params={"logs": "1" if logs else "0"},
+            headers=headers,
+            timeout=timeout,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, what) from exc
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise decode_response_error(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise FalProtocolError(f"{what}: fal answered without an event stream")
+            yield _statuses(response, what)
+        finally:
+            with anyio.CancelScope(shield=True):  # hand the connection back even when the wait was cut short
+                await response.aclose()
+
     async def result(self, endpoint: EndpointId, request_id: str) -> Any:
         """The output of a completed request (fal answers the model's own error for a failed one)."""
         what = f"result of {request_id}"
@@ -268,6 +304,17 @@ class FalClient:
                 raise error
             logger.info("%s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
             await anyio.sleep(delay)
+
+
+async def _statuses(response: httpx.Response, what: str) -> AsyncIterator[QueueStatus]:
+    try:
+        async for data in sse_data(response.aiter_lines()):
+            try:
+                yield QueueStatus.model_validate_json(data)
+            except ValidationError as exc:
+                raise FalProtocolError(f"{what}: an event was not a status ({exc.error_count()} problems)") from exc
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, what) from exc
 
 
 def _json(response: httpx.Response, what: str) -> Any:

@@ -24,7 +24,9 @@ class RequestResult(ToolOutput):
     """The envelope of run-model and get-result."""
 
     endpoint_id: str = Field(description="the model id the request was addressed to")
-    request_id: str | None = Field(description="fal's id for the request; use it with get-status/get-result/cancel")
+    request_id: str | None = Field(
+        default=None, description="fal's id for the request; use it with get-status/get-result/cancel"
+    )
     status: str = Field(description="COMPLETED when output is present; IN_QUEUE or IN_PROGRESS when still running")
     output: Any = Field(default=None, description="the model's own output JSON, untouched (absent until completed)")
     metrics: dict[str, Any] | None = Field(default=None, description="fal's metrics, e.g. inference_time in seconds")

@@ -10,14 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 from mcp.server import MCPServer
 
 from fal_mcp import __version__
 from fal_mcp.client import FalClient
+from fal_mcp.history import opened as opened_history
+from fal_mcp.history import resolve_state_dir
 from fal_mcp.settings import Settings
 from fal_mcp.state import AppState
+from fal_mcp.tasks import TasksExtension
 from fal_mcp.tools import ALL_TOOLS
+from fal_mcp.tools.history import REQUEST_URI, request_resource
 
 INSTRUCTIONS = (
     "Runs fal.ai generative models (image, video, audio, text). run-model runs one and returns its output; "
@@ -31,9 +36,16 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        async with FalClient.open(settings, transport=transport) as fal:
-            yield AppState(settings=settings, fal=fal)
+        with opened_history(resolve_state_dir(settings.state_dir)) as history:
+            async with FalClient.open(settings, transport=transport) as fal, anyio.create_task_group() as background:
+                tasks.attach(background)
+                try:
+                    yield AppState(settings=settings, fal=fal, history=history)
+                finally:
+                    tasks.attach(None)
+                    background.cancel_scope.cancel()  # a running task is stopped, at fal too
 
+    tasks = TasksExtension()
     server: MCPServer[AppState] = MCPServer(
         "fal-mcp",
         title="fal.ai",
@@ -42,7 +54,15 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
         website_url="https://fal.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
+        extensions=[tasks],
     )
     for spec in ALL_TOOLS:
         server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations())
+    server.resource(
+        REQUEST_URI,
+        name="fal request",
+        title="A request from the history",
+        description="One request this server sent to fal: endpoint, state, error, media URLs, input summary",
+        mime_type="application/json",
+    )(request_resource)
     return server

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     # waiting and timeouts (seconds)
     wait_s: float = Field(default=50.0, ge=0, description="default wait budget of run-model in queue mode")
+    heartbeat_s: float = Field(default=4.0, gt=0, le=60, description="longest silence of a waiting call's progress")
     max_wait_s: float = Field(default=3600.0, gt=0, description="upper bound a caller may ask for in wait_s")
     run_timeout_s: float = Field(default=600.0, gt=0, description="how long a sync run may take to answer")
     request_timeout_s: float = Field(default=30.0, gt=0, description="read timeout of queue status/result/cancel")
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     # retries of status/result/cancel (never of run/submit once sent)
     retries: int = Field(default=4, ge=0, le=10, description="extra attempts after the first")
     max_retry_after_s: float = Field(default=10.0, ge=0, description="longest Retry-After honoured inside a call")
+
+    # the request history
+    state_dir: str | None = Field(default=None, description="where the request history lives; 'off' disables it")
 
     @field_validator("run_url", "queue_url", "api_url", "rest_url")
     @classmethod

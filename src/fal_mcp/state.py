@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context
 from pydantic import SecretStr
 
 from fal_mcp.client import FalClient
+from fal_mcp.history import History
 from fal_mcp.settings import Settings
 
 
@@ -39,6 +40,7 @@ class AppState:
 
     settings: Settings
     fal: FalClient
+    history: History
 
     def caller(self, ctx: Context[Any, Any]) -> Caller:
         """The server's own key pays (stdio, or HTTP with the server's key)."""

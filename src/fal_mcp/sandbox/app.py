@@ -36,7 +36,7 @@ from fal_mcp.sandbox.jobs import Job, Outcome
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
 from fal_mcp.sandbox.schema import Json, parse_body
-from fal_mcp.sandbox.sse import status_events
+from fal_mcp.sandbox.sse import cut_short, status_events
 from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
 
 logger = logging.getLogger("fal_mcp.sandbox")
@@ -142,6 +142,9 @@ class FakeFal:
             if fault.drop is None and fault.status is not None:
                 return fault.response()
         response = await self._handle(target, request, body)
+        if fault is not None and fault.events is not None and isinstance(response, StreamingResponse):
+            response.body_iterator = cut_short(response.body_iterator, fault.events, broken=fault.drop == "after")
+            return response
         if fault is not None and fault.drop == "after":
             return DroppedConnection()
         return response

@@ -45,6 +45,9 @@ class Fault:
     """Only requests addressing an id that starts with this."""
     times: int = 1
     """How many matching requests it affects before it is used up."""
+    events: int | None = None
+    """Status stream only: stop after this many events, as a stream that fal (or a proxy) cuts short. The
+    stream ends cleanly, or with `drop="after"` the connection breaks mid-stream."""
 
     def __post_init__(self) -> None:
         if self.route != "*" and self.route not in ROUTES:
@@ -53,6 +56,8 @@ class Fault:
             raise ValueError(f"drop must be 'before', 'after' or None, not {self.drop!r}")
         if self.times < 1:
             raise ValueError("times must be at least 1")
+        if self.events is not None and (self.route != "stream" or self.events < 0):
+            raise ValueError("events applies to the stream route only, and cannot be negative")
 
     def matches(self, route: str, endpoint_id: str | None) -> bool:
         """Whether this fault applies to a request on `route` addressing `endpoint_id`."""

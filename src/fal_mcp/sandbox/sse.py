@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
 
 from fal_mcp.sandbox.jobs import Job
 from fal_mcp.sandbox.schema import JsonObject
@@ -45,3 +46,20 @@ async def status_events(
         until_change = POLL_S if upcoming is None else upcoming - now
         until_ping = ping_s - (time.monotonic() - quiet_since)
         await asyncio.sleep(max(min(until_change, until_ping, POLL_S), 0.001))
+
+
+class StreamCut(Exception):
+    """Raised inside a stream to break its connection mid-way (the server then closes it unfinished)."""
+
+
+async def cut_short(frames: AsyncIterable[Any], events: int, *, broken: bool) -> AsyncIterator[Any]:
+    """Pass on the first `events` data events, then end the stream (or, `broken`, break the connection)."""
+    sent = 0
+    async for frame in frames:
+        if sent >= events:
+            break
+        yield frame
+        if bytes(frame).startswith(b"data:"):
+            sent += 1
+    if broken:
+        raise StreamCut("sandbox fault: status stream cut mid-way")

@@ -13,13 +13,13 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from fal_mcp.client import ALREADY_COMPLETED, RequestOptions
-from fal_mcp.endpoint import EndpointId, resolve_endpoint
-from fal_mcp.models import QueueStatus
+from fal_mcp.endpoint import resolve_endpoint
 from fal_mcp.operations import Operations
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
-from fal_mcp.progress import ProgressReporter
+from fal_mcp.progress import QueueProgress
 from fal_mcp.replies import success
 from fal_mcp.state import app_state
+from fal_mcp.tasks import running_as_task
 from fal_mcp.tools.arguments import (
     AppArg,
     EndpointArg,
@@ -35,7 +35,6 @@ from fal_mcp.tools.arguments import (
 )
 from fal_mcp.tools.guard import guarded
 from fal_mcp.tools.spec import ToolSpec
-from fal_mcp.waiting import describe_state
 
 
 def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
@@ -45,19 +44,6 @@ def _options(priority: str | None, hint: str | None, start_timeout_s: float | No
 def operations(ctx: Context[Any, Any]) -> Operations:
     state = app_state(ctx)
     return Operations(state=state, caller=state.caller(ctx))
-
-
-class ProgressListener:
-    """Turns a followed request's updates into MCP progress notifications."""
-
-    def __init__(self, ctx: Context[Any, Any]) -> None:
-        self._progress = ProgressReporter(ctx)
-
-    async def submitted(self, endpoint: EndpointId, request_id: str) -> None:
-        await self._progress.report(f"submitted to {endpoint} as {request_id}")
-
-    async def status(self, status: QueueStatus) -> None:
-        await self._progress.report(describe_state(status))
 
 
 def _reply(ops: Operations, result: RequestResult) -> CallToolResult:
@@ -100,8 +86,11 @@ async def run_model(
     options = _options(priority, hint, start_timeout_s)
     if mode == "sync":
         return _reply(ops, await ops.run_sync(endpoint, input, options))
-    budget = ops.wait_budget(wait_s)
-    result = await ops.run_queued(endpoint, input, options, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
+    # As an MCP task nobody is left waiting on the call, so it follows the request to the end.
+    budget = ops.state.settings.max_wait_s if running_as_task.get() and wait_s is None else ops.wait_budget(wait_s)
+    progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
+    async with progress.heartbeat():
+        result = await ops.run_queued(endpoint, input, options, budget_s=budget, logs=logs, listener=progress)
     return _reply(ops, result)
 
 
@@ -142,7 +131,7 @@ async def get_status(
 ) -> Annotated[CallToolResult, StatusResult]:
     """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
     ops = operations(ctx)
-    endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.status(endpoint, request_id, logs=logs)
     headline = f"Request {request_id} is {result.status}"
     if result.queue_position is not None:
@@ -166,9 +155,13 @@ async def get_result(
 ) -> Annotated[CallToolResult, RequestResult]:
     """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
     ops = operations(ctx)
-    endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     budget = ops.wait_budget(wait_s)
-    result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
+    if budget <= 0:
+        return _reply(ops, await ops.result(endpoint, request_id))
+    progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
+    async with progress.heartbeat():
+        result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=progress)
     return _reply(ops, result)
 
 
@@ -183,7 +176,7 @@ async def cancel(
 ) -> Annotated[CallToolResult, CancelResult]:
     """Cancel a queued or running request (a running one stops if the model allows it)."""
     ops = operations(ctx)
-    endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.cancel(endpoint, request_id)
     if result.status == ALREADY_COMPLETED:
         headline = f"Request {request_id} had already completed; nothing to cancel. get-result has its output."
