@@ -1,0 +1,214 @@
+"""Following a job to its output: fal-mcp against the official fal-client, on the same fake fal.
+
+For a fast and a slow sandbox model, each client runs the same jobs; for each job the fake fal counts the HTTP
+requests it received for it, and the latency is the time from the moment the fake completed the job to the
+moment the caller held the output. fal-mcp runs in process (the MCP client talks to the server in memory) and
+over stdio (the real `fal-mcp` command); fal-client's `subscribe` runs with its defaults.
+
+    pip install -e '.[bench]' && python bench/long_jobs.py [--runs-fast 10] [--runs-slow 3] [--slow-scale 0.25]
+
+Prints a table and writes `bench/results/long_jobs.json`. Targets (issue: long-running jobs): at most 4
+requests per completed job on the streaming path, output within 50 ms of completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.settings import Settings
+
+FAST = "fal-ai/flux/schnell"
+SLOW = "fal-ai/kling-video/v2/master/text-to-video"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Sample:
+    client: str
+    model: str
+    requests: int
+    latency_ms: float
+
+
+@dataclass
+class Row:
+    client: str
+    model: str
+    jobs: int
+    requests_per_job: float
+    latency_p50_ms: float
+    latency_max_ms: float
+
+
+Runner = Callable[[str, dict[str, Any]], Awaitable[str]]
+"""Runs one job to its output; returns fal's request id."""
+
+
+async def measure(fake: FakeFal, client: str, model: str, runs: int, run: Runner) -> list[Sample]:
+    await run(model, {"prompt": "warm-up"})  # connections, imports and caches: not what is measured
+    samples: list[Sample] = []
+    for index in range(runs):
+        seen_before = len(fake.requests)
+        request_id = await run(model, {"prompt": f"benchmark {index}"})
+        received = time.monotonic()
+        job = fake.jobs[request_id]
+        requests = sum(1 for r in fake.requests[seen_before:] if r.route != "cdn")
+        samples.append(Sample(client, model, requests, (received - job.end) * 1000))
+    return samples
+
+
+def settings_for(sandbox: SandboxServer, state_dir: str) -> Settings:
+    return Settings(
+        _env_file=None,  # pyright: ignore[reportCallIssue]
+        fal_key=SANDBOX_KEY,
+        run_url=sandbox.run_url,
+        queue_url=sandbox.queue_url,
+        state_dir=state_dir,
+        wait_s=600,
+    )
+
+
+async def fal_mcp_in_memory(sandbox: SandboxServer, state_dir: str, plan: list[tuple[str, int]]) -> list[Sample]:
+    from mcp import Client
+
+    from fal_mcp.server import create_server
+
+    samples: list[Sample] = []
+    async with Client(create_server(settings_for(sandbox, state_dir))) as client:
+
+        async def run(model: str, payload: dict[str, Any]) -> str:
+            result = await client.call_tool("run-model", {"endpoint_id": model, "input": payload})
+            assert result.structured_content is not None, result
+            return str(result.structured_content["request_id"])
+
+        for model, runs in plan:
+            samples += await measure(sandbox.fake, "fal-mcp (in process)", model, runs, run)
+    return samples
+
+
+async def fal_mcp_stdio(sandbox: SandboxServer, state_dir: str, plan: list[tuple[str, int]]) -> list[Sample]:
+    from mcp import Client, StdioServerParameters
+
+    command = shutil.which("fal-mcp", path=str(Path(sys.executable).parent)) or "fal-mcp"
+    env = {
+        "FAL_KEY": SANDBOX_KEY,
+        "FAL_QUEUE_URL": sandbox.queue_url,
+        "FAL_RUN_URL": sandbox.run_url,
+        "FAL_MCP_STATE_DIR": state_dir,
+        "FAL_MCP_WAIT_S": "600",
+    }
+    samples: list[Sample] = []
+    async with Client(StdioServerParameters(command=command, env=env)) as client:
+
+        async def run(model: str, payload: dict[str, Any]) -> str:
+            result = await client.call_tool("run-model", {"endpoint_id": model, "input": payload})
+            assert result.structured_content is not None, result
+            return str(result.structured_content["request_id"])
+
+        for model, runs in plan:
+            samples += await measure(sandbox.fake, "fal-mcp (stdio)", model, runs, run)
+    return samples
+
+
+async def fal_client_subscribe(sandbox: SandboxServer, plan: list[tuple[str, int]]) -> list[Sample]:
+    import fal_client
+    import fal_client.client
+
+    # fal-client reads its hosts at import and always uses https; point it at the fake by hand.
+    fal_client.client.QUEUE_URL_FORMAT = sandbox.queue_url + "/"
+    fal_client.client.RUN_URL_FORMAT = sandbox.run_url + "/"
+    client = fal_client.AsyncClient(key=SANDBOX_KEY)
+    samples: list[Sample] = []
+
+    async def run(model: str, payload: dict[str, Any]) -> str:
+        enqueued: list[str] = []
+        await client.subscribe(model, payload, on_enqueue=enqueued.append)
+        return enqueued[0]
+
+    for model, runs in plan:
+        samples += await measure(sandbox.fake, f"fal-client {fal_client_version()} subscribe", model, runs, run)
+    return samples
+
+
+def fal_client_version() -> str:
+    from importlib.metadata import version
+
+    return version("fal-client")
+
+
+def summarize(samples: list[Sample]) -> list[Row]:
+    rows: list[Row] = []
+    keys = list(dict.fromkeys((s.client, s.model) for s in samples))
+    for client, model in keys:
+        group = [s for s in samples if (s.client, s.model) == (client, model)]
+        rows.append(
+            Row(
+                client=client,
+                model="fast image" if model == FAST else "slow video",
+                jobs=len(group),
+                requests_per_job=statistics.mean(s.requests for s in group),
+                latency_p50_ms=statistics.median(s.latency_ms for s in group),
+                latency_max_ms=max(s.latency_ms for s in group),
+            )
+        )
+    return rows
+
+
+def print_table(rows: list[Row], durations: dict[str, float]) -> None:
+    print(f"jobs: fast image {durations['fast']:.2f} s, slow video {durations['slow']:.2f} s (time-scaled sandbox)")
+    header = f"{'client':<34} {'model':<11} {'jobs':>4} {'requests/job':>12} {'latency p50':>12} {'latency max':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.client:<34} {row.model:<11} {row.jobs:>4} {row.requests_per_job:>12.1f} "
+            f"{row.latency_p50_ms:>9.1f} ms {row.latency_max_ms:>9.1f} ms"
+        )
+
+
+async def main(runs_fast: int, runs_slow: int, slow_scale: float) -> list[Row]:
+    fake = FakeFal(time_scale=1.0)
+    with SandboxServer(fake) as sandbox, tempfile.TemporaryDirectory() as state_dir:
+        fast = [(FAST, runs_fast)]
+        slow = [(SLOW, runs_slow)]
+        samples: list[Sample] = []
+        for plan, scale in ((fast, 1.0), (slow, slow_scale)):
+            fake.time_scale = scale
+            samples += await fal_mcp_in_memory(sandbox, state_dir, plan)
+            samples += await fal_mcp_stdio(sandbox, state_dir, plan)
+            samples += await fal_client_subscribe(sandbox, plan)
+    rows = summarize(samples)
+    durations = {"fast": 0.35, "slow": 18.0 * slow_scale}
+    print_table(rows, durations)
+    RESULTS.mkdir(exist_ok=True)
+    report = {"durations_s": durations, "rows": [asdict(r) for r in rows], "samples": [asdict(s) for s in samples]}
+    (RESULTS / "long_jobs.json").write_text(json.dumps(report, indent=2))
+    return rows
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs-fast", type=int, default=10)
+    parser.add_argument("--runs-slow", type=int, default=3)
+    parser.add_argument("--slow-scale", type=float, default=0.25, help="time scale of the 18 s video model")
+    args = parser.parse_args(argv)
+    os.environ.pop("FAL_KEY", None)
+    anyio.run(main, args.runs_fast, args.runs_slow, args.slow_scale)
+
+
+if __name__ == "__main__":
+    cli()
