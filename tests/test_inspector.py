@@ -108,3 +108,47 @@ def test_inspector_runs_a_sandbox_model(transport: str, http_sandbox: HttpServer
     assert envelope["status"] == "COMPLETED" and envelope["request_id"]
     assert envelope["output"]["images"][0]["content_type"] == "image/png"
     assert envelope["sandbox"] is True
+
+
+@pytest.fixture(scope="module")
+def http_verbose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    server = start_http_server({}, tmp_path_factory.mktemp("inspector-tasks"), "--sandbox", "-v")
+    yield server
+    server.stop()
+
+
+def test_inspector_modern_era_completes_a_run_model_task(http_verbose: HttpServer, tmp_path: Path) -> None:
+    """The Inspector advertises the tasks extension on 2026-07-28: run-model answers with a task it follows."""
+    result = inspect(
+        "--protocol-era",
+        "modern",
+        http_verbose.url,
+        "--transport",
+        "http",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "run-model",
+        "--tool-args-json",
+        RUN_ARGS,
+        cwd=tmp_path,
+    )
+    assert result["isError"] is False
+    assert result["structuredContent"]["status"] == "COMPLETED"
+    assert "answered as task" in http_verbose.stderr()  # it really went through tasks/get, not a plain call
+
+
+def test_inspector_modern_era_over_stdio(tmp_path: Path, http_sandbox: HttpServer) -> None:
+    result = inspect(
+        "--protocol-era",
+        "modern",
+        *target("stdio", http_sandbox),
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "run-model",
+        "--tool-args-json",
+        RUN_ARGS,
+        cwd=tmp_path,
+    )
+    assert result["isError"] is False and result["structuredContent"]["status"] == "COMPLETED"
