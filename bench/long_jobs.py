@@ -82,6 +82,17 @@ def settings_for(sandbox: SandboxServer, state_dir: str) -> Settings:
     )
 
 
+def run_model_through(client: Any) -> Runner:
+    """A runner that calls run-model on an MCP client and returns fal's request id."""
+
+    async def run(model: str, payload: dict[str, Any]) -> str:
+        result = await client.call_tool("run-model", {"endpoint_id": model, "input": payload})
+        assert result.structured_content is not None, result
+        return str(result.structured_content["request_id"])
+
+    return run
+
+
 async def fal_mcp_in_memory(sandbox: SandboxServer, state_dir: str, plan: list[tuple[str, int]]) -> list[Sample]:
     from mcp import Client
 
@@ -89,14 +100,8 @@ async def fal_mcp_in_memory(sandbox: SandboxServer, state_dir: str, plan: list[t
 
     samples: list[Sample] = []
     async with Client(create_server(settings_for(sandbox, state_dir))) as client:
-
-        async def run(model: str, payload: dict[str, Any]) -> str:
-            result = await client.call_tool("run-model", {"endpoint_id": model, "input": payload})
-            assert result.structured_content is not None, result
-            return str(result.structured_content["request_id"])
-
         for model, runs in plan:
-            samples += await measure(sandbox.fake, "fal-mcp (in process)", model, runs, run)
+            samples += await measure(sandbox.fake, "fal-mcp (in process)", model, runs, run_model_through(client))
     return samples
 
 
@@ -113,14 +118,8 @@ async def fal_mcp_stdio(sandbox: SandboxServer, state_dir: str, plan: list[tuple
     }
     samples: list[Sample] = []
     async with Client(StdioServerParameters(command=command, env=env)) as client:
-
-        async def run(model: str, payload: dict[str, Any]) -> str:
-            result = await client.call_tool("run-model", {"endpoint_id": model, "input": payload})
-            assert result.structured_content is not None, result
-            return str(result.structured_content["request_id"])
-
         for model, runs in plan:
-            samples += await measure(sandbox.fake, "fal-mcp (stdio)", model, runs, run)
+            samples += await measure(sandbox.fake, "fal-mcp (stdio)", model, runs, run_model_through(client))
     return samples
 
 

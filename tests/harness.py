@@ -142,6 +142,19 @@ async def connect(
         raise ValueError(transport)
 
 
+def initialize(capabilities: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The legacy handshake a raw JSON-RPC client opens with (id 1), then `notifications/initialized`."""
+    params = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": capabilities or {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    }
+    return [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+
+
 def raw_stdio_session(
     messages: list[dict[str, Any]], env: dict[str, str], workdir: Path, *args: str
 ) -> tuple[dict[int, Any], str]:

@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from fal_mcp import __version__
-from tests.harness import CORE_TOOLS, base_env, fal_mcp_command, http_server, raw_stdio_session
+from tests.harness import CORE_TOOLS, base_env, fal_mcp_command, http_server, initialize, raw_stdio_session
 
 pytestmark = pytest.mark.anyio
 
@@ -45,17 +45,7 @@ def test_invalid_configuration_is_explained(tmp_path: Path) -> None:
 def test_stdio_sandbox_speaks_only_protocol_on_stdout(tmp_path: Path) -> None:
     """A raw JSON-RPC session with `fal-mcp --sandbox`: every stdout line is a protocol message."""
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *initialize(),
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {
             "jsonrpc": "2.0",

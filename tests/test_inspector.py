@@ -117,32 +117,15 @@ def http_verbose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe
     server.stop()
 
 
-def test_inspector_modern_era_completes_a_run_model_task(http_verbose: HttpServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_inspector_modern_era_completes_a_run_model_task(
+    transport: str, http_verbose: HttpServer, tmp_path: Path
+) -> None:
     """The Inspector advertises the tasks extension on 2026-07-28: run-model answers with a task it follows."""
     result = inspect(
         "--protocol-era",
         "modern",
-        http_verbose.url,
-        "--transport",
-        "http",
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "run-model",
-        "--tool-args-json",
-        RUN_ARGS,
-        cwd=tmp_path,
-    )
-    assert result["isError"] is False
-    assert result["structuredContent"]["status"] == "COMPLETED"
-    assert "answered as task" in http_verbose.stderr()  # it really went through tasks/get, not a plain call
-
-
-def test_inspector_modern_era_over_stdio(tmp_path: Path, http_sandbox: HttpServer) -> None:
-    result = inspect(
-        "--protocol-era",
-        "modern",
-        *target("stdio", http_sandbox),
+        *target(transport, http_verbose),
         "--method",
         "tools/call",
         "--tool-name",
@@ -152,3 +135,5 @@ def test_inspector_modern_era_over_stdio(tmp_path: Path, http_sandbox: HttpServe
         cwd=tmp_path,
     )
     assert result["isError"] is False and result["structuredContent"]["status"] == "COMPLETED"
+    if transport == "http":  # its log shows it really went through tasks/get, not a plain call
+        assert "answered as task" in http_verbose.stderr()

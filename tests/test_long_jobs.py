@@ -24,7 +24,15 @@ from mcp.types import CallToolResult, TextContent
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer, default_models
 from tests.conftest import OTHER_KEY, env_for, settings_for
-from tests.harness import HttpServer, connect, fal_mcp_command, http_server, raw_stdio_session, start_http_server
+from tests.harness import (
+    HttpServer,
+    connect,
+    fal_mcp_command,
+    http_server,
+    initialize,
+    raw_stdio_session,
+    start_http_server,
+)
 from tests.tasks_client import TASKS, TasksClient
 
 pytestmark = pytest.mark.anyio
@@ -325,17 +333,7 @@ async def test_legacy_connections_never_get_a_task(
         structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}}))
     assert tasks.created == []
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {"extensions": {TASKS: {}}},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *initialize({"extensions": {TASKS: {}}}),
         {
             "jsonrpc": "2.0",
             "id": 2,
