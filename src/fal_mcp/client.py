@@ -246,9 +246,16 @@ class FalClient:
             raise
         try:
             status = json_field(response.json(), "status")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             status = None
-        return status if isinstance(status, str) and status else CANCELLATION_REQUESTED
+        if isinstance(status, str) and status:
+            return status
+        if response.status_code == 202:  # fal's code for "accepted", whatever the body says
+            return CANCELLATION_REQUESTED
+        raise FalProtocolError(
+            f"{what}: fal answered {response.status_code} with a body that does not say whether the cancel took; "
+            "check with get-status"
+        )
 
     # -- plumbing ------------------------------------------------------------------------------------
 
