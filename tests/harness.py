@@ -8,6 +8,7 @@ client config would set them, and write their stderr to a file the tests can rea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from fal_mcp.sandbox import SANDBOX_KEY, SandboxServer
 from fal_mcp.server import create_server
 from tests.conftest import env_for, settings_for
 
 TRANSPORTS = ("memory", "stdio", "http")
+_ANNOUNCED = re.compile(r"streamable HTTP on (http://[^\s\"]+/mcp)")
 
 
 def fal_mcp_command() -> str:
@@ -46,6 +50,11 @@ class HttpServer:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    @property
+    def base(self) -> str:
+        """`http://host:port` of the server, reached over loopback even when it bound every address."""
+        return self.url.removesuffix("/mcp").replace("://0.0.0.0:", "://127.0.0.1:")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -71,10 +80,9 @@ def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpSer
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = stderr_path.read_text(errors="replace")
-        for line in text.splitlines():
-            if "streamable HTTP on " in line:
-                url = line.split("streamable HTTP on ", 1)[1].strip()
-                return HttpServer(process=process, url=url, stderr_path=stderr_path)
+        announced = _ANNOUNCED.search(text)  # a plain line, or inside a JSON one with --log-format json
+        if announced is not None:
+            return HttpServer(process=process, url=announced.group(1), stderr_path=stderr_path)
         if process.poll() is not None:
             raise RuntimeError(f"fal-mcp exited with {process.returncode}: {text}")
         time.sleep(0.05)
@@ -95,6 +103,17 @@ def _base_env() -> dict[str, str]:
     """What a spawned server inherits: enough to run Python, none of the developer's FAL_* variables."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV")
     return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+@asynccontextmanager
+async def bearer_client(url: str, bearer: str | None, *, mode: Any = "auto") -> AsyncIterator[Client]:
+    """An MCP client over streamable HTTP that sends `Authorization: Bearer <bearer>` (as a client config would)."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from fal_mcp.calls import calls
 from fal_mcp.client import RequestOptions
 from fal_mcp.endpoint import EndpointId, check_request_id
 from fal_mcp.models import COMPLETED, QueueStatus
@@ -56,7 +57,8 @@ class Operations:
     async def run_sync(
         self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions
     ) -> RequestResult:
-        ran = await self.caller.fal.run(endpoint, payload, options)
+        async with self.state.guards.starting(self.caller.partition, self.caller.fal, endpoint, payload):
+            ran = await self.caller.fal.run(endpoint, payload, options)
         return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
 
     async def submit(
@@ -67,7 +69,9 @@ class Operations:
         *,
         webhook_url: str | None = None,
     ) -> SubmitResult:
-        submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
+        async with self.state.guards.starting(self.caller.partition, self.caller.fal, endpoint, payload) as start:
+            submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
+            start.queued(endpoint, submitted.request_id)
         return SubmitResult(
             endpoint_id=str(endpoint),
             request_id=submitted.request_id,
@@ -99,6 +103,7 @@ class Operations:
 
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         status = await self.caller.fal.status(endpoint, request_id, logs=logs)
         return StatusResult(
             endpoint_id=str(endpoint),
@@ -122,12 +127,15 @@ class Operations:
     ) -> RequestResult:
         """The output when the request is done (waiting up to `budget_s`), else its state and how to continue."""
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         fal = self.caller.fal
         started = anyio.current_time()
+        status: QueueStatus | None = None
         if budget_s > 0:
             on_status = listener.status if listener is not None else None
-            status = await follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=on_status)
-        else:
+            with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
+                status = await follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=on_status)
+        if status is None:
             status = await fal.status(endpoint, request_id, logs=logs)
         envelope = RequestResult(
             endpoint_id=str(endpoint),
@@ -146,5 +154,7 @@ class Operations:
 
     async def cancel(self, endpoint: EndpointId, request_id: str) -> CancelResult:
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
+        self.state.guards.forget(self.caller.partition, request_id)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)

@@ -16,7 +16,7 @@ from mcp.server import MCPServer
 from fal_mcp import __version__
 from fal_mcp.client import FalClient
 from fal_mcp.settings import Settings
-from fal_mcp.state import AppState
+from fal_mcp.state import AppState, StateSlot
 from fal_mcp.tools import ALL_TOOLS
 
 INSTRUCTIONS = (
@@ -26,13 +26,25 @@ INSTRUCTIONS = (
 )
 
 
-def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer[AppState]:
-    """An MCP server exposing the fal tools; `transport` lets tests route fal traffic without sockets."""
+def create_server(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None, slot: StateSlot | None = None
+) -> MCPServer[AppState]:
+    """An MCP server exposing the fal tools; `transport` lets tests route fal traffic without sockets.
+
+    `slot`, when given, holds the `AppState` while the lifespan runs (the HTTP app's REST and readiness use it).
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         async with FalClient.open(settings, transport=transport) as fal:
-            yield AppState(settings=settings, fal=fal)
+            state = AppState(settings=settings, fal=fal)
+            if slot is not None:
+                slot.state = state
+            try:
+                yield state
+            finally:
+                if slot is not None:
+                    slot.state = None
 
     server: MCPServer[AppState] = MCPServer(
         "fal-mcp",
