@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +97,8 @@ class _Account:
     starts: deque[float] = field(default_factory=deque[float])
     jobs: dict[str, _Job] = field(default_factory=dict[str, _Job])
     in_flight: int = 0
+    users: int = 0
+    """Starts holding a reference to this account (admitted or still being checked)."""
 
     @property
     def running(self) -> int:
@@ -104,7 +106,8 @@ class _Account:
 
     @property
     def idle(self) -> bool:
-        return not self.starts and not self.jobs and not self.in_flight and not self.lock.locked()
+        """Nothing to remember and nobody using it: it may be forgotten."""
+        return not self.starts and not self.jobs and not self.users
 
 
 class Start:
@@ -127,13 +130,11 @@ class Guards:
         max_input_bytes: int,
         submits_per_minute: int,
         max_running_jobs: int,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         self.max_input_bytes = max_input_bytes
         self.submits_per_minute = submits_per_minute
         self.max_running_jobs = max_running_jobs
-        self._clock = clock
         self._accounts: dict[str, _Account] = {}
 
     @classmethod
@@ -166,20 +167,24 @@ class Guards:
                 status_code=413,
             )
         account = self._accounts.get(partition) or self._open_account(partition)
-        async with account.lock:
-            self._check_rate(account)
-            await self._check_running(account, fal)
-            if self.submits_per_minute:
-                account.starts.append(self._clock())
-            account.in_flight += 1
-        start = Start()
+        account.users += 1  # before any await: the account cannot be forgotten under us
+        start: Start | None = None
         try:
+            async with account.lock:
+                self._check_rate(account)
+                await self._check_running(account, fal)
+                if self.submits_per_minute:
+                    account.starts.append(time.monotonic())
+                account.in_flight += 1
+                start = Start()
             yield start
         finally:
-            account.in_flight -= 1
-            if start.request is not None and self.max_running_jobs:
-                endpoint_queued, request_id = start.request
-                account.jobs[request_id] = _Job(endpoint_queued)
+            account.users -= 1
+            if start is not None:
+                account.in_flight -= 1
+                if start.request is not None and self.max_running_jobs:
+                    endpoint_queued, request_id = start.request
+                    account.jobs[request_id] = _Job(endpoint_queued)
             if account.idle:
                 self._accounts.pop(partition, None)
 
@@ -191,7 +196,7 @@ class Guards:
 
     def _open_account(self, partition: str) -> _Account:
         if len(self._accounts) >= SWEEP_ABOVE:
-            now = self._clock()
+            now = time.monotonic()
             for name, account in list(self._accounts.items()):
                 self._prune(account, now)
                 if account.idle:
@@ -208,7 +213,7 @@ class Guards:
         limit = self.submits_per_minute
         if not limit:
             return
-        now = self._clock()
+        now = time.monotonic()
         self._prune(account, now)
         if len(account.starts) >= limit:
             retry = max(1.0, account.starts[0] + WINDOW_S - now)
@@ -235,7 +240,7 @@ class Guards:
 
     async def _forget_finished(self, account: _Account, fal: FalClient) -> None:
         """Ask fal about the tracked jobs not asked about lately; forget those that ended (or that fal forgot)."""
-        now = self._clock()
+        now = time.monotonic()
         due = [(rid, job) for rid, job in account.jobs.items() if now - job.checked >= RECHECK_S]
 
         async def recheck(request_id: str, job: _Job) -> None:
@@ -246,7 +251,7 @@ class Guards:
                 return
             except FalError:
                 return  # cannot tell: it keeps counting
-            job.checked = self._clock()
+            job.checked = time.monotonic()
             if status.is_terminal:
                 account.jobs.pop(request_id, None)
 
