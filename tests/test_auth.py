@@ -290,3 +290,17 @@ async def test_host_is_checked_before_credentials(proxied_server: HttpServer) ->
             headers={**ACCEPT, "Host": "evil.example"},
         )
     assert response.status_code == 421
+
+
+async def test_byok_caller_with_a_key_fal_rejects_is_told_so(byok_server: HttpServer, fake: FakeFal) -> None:
+    wrong = "wrong-key-id:wrong-key-secret-000000"
+    async with bearer_client(byok_server.url, wrong) as client:
+        refused = await client.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
+    async with httpx.AsyncClient(timeout=10) as http:
+        rest = await http.post(
+            f"{byok_server.base}/v1/models/{FLUX}/requests", json={"prompt": "x"}, headers=bearer(wrong)
+        )
+    assert refused.is_error and "401" in text_of(refused) and "Bearer credential" in text_of(refused)
+    assert rest.status_code == 401 and rest.json()["error"]["fal_status"] == 401  # the caller's own key: its 401
+    assert {r.headers.get("authorization") for r in fake.requests} == {f"Key {wrong}"}
+    assert "wrong-key-secret" not in byok_server.stderr()

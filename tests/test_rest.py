@@ -129,6 +129,9 @@ async def test_fal_failures_keep_their_meaning(http: httpx.AsyncClient, fake: Fa
     fake.inject(Fault(route="submit", status=429, headers={"Retry-After": "5"}))
     limited = await http.post(f"/v1/models/{FLUX}/requests", json={"prompt": "x"})
     assert error_of(limited, 429)["fal_status"] == 429 and limited.headers["retry-after"] == "5"
+    fake.inject(Fault(route="submit", status=401, body={"detail": "No user found for Key ID and Secret"}))
+    server_key = error_of(await http.post(f"/v1/models/{FLUX}/requests", json={"prompt": "x"}), 502)
+    assert server_key["fal_status"] == 401  # the server's own key was refused: not the caller's doing
     fake.inject(Fault(route="submit", status=503, body=NGINX_503))
     assert error_of(await http.post(f"/v1/models/{FLUX}/requests", json={"prompt": "x"}), 502)["fal_status"] == 503
 
