@@ -95,13 +95,8 @@ class JsonFormatter(logging.Formatter):
 def announce(message: str, log_format: str = "text") -> None:
     """A line on stderr whatever the level (how to reach the server): plain, or a JSON object in json format."""
     if log_format == "json":
-        message = json.dumps(
-            {
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "level": "INFO",
-                "logger": "fal_mcp",
-                "message": message,
-            }
+        message = JsonFormatter().format(
+            logging.makeLogRecord({"name": "fal_mcp", "levelname": "INFO", "msg": message})
         )
     print(message, file=sys.stderr, flush=True)
 
