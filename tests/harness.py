@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,14 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from fal_mcp.sandbox import SANDBOX_KEY, SandboxServer
 from fal_mcp.server import create_server
 from tests.conftest import env_for, settings_for
 
 TRANSPORTS = ("memory", "stdio", "http")
+_ANNOUNCED = re.compile(r"streamable HTTP on (http://[^\s\"]+/mcp)")
 
 CONTRACT_HINTS = {  # the contract's five core tools: readOnly, destructive, idempotent, openWorld
     "run-model": (False, False, False, True),
@@ -57,6 +61,11 @@ class HttpServer:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    @property
+    def base(self) -> str:
+        """`http://host:port` of the server, reached over loopback even when it bound every address."""
+        return self.url.removesuffix("/mcp").replace("://0.0.0.0:", "://127.0.0.1:")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -81,10 +90,9 @@ def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpSer
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = stderr_path.read_text(errors="replace")
-        for line in text.splitlines():
-            if "streamable HTTP on " in line:
-                url = line.split("streamable HTTP on ", 1)[1].strip()
-                return HttpServer(process=process, url=url, stderr_path=stderr_path)
+        announced = _ANNOUNCED.search(text)  # a plain line, or inside a JSON one with --log-format json
+        if announced is not None:
+            return HttpServer(process=process, url=announced.group(1), stderr_path=stderr_path)
         if process.poll() is not None:
             raise RuntimeError(f"fal-mcp exited with {process.returncode}: {text}")
         time.sleep(0.05)
@@ -106,6 +114,17 @@ def base_env() -> dict[str, str]:
     (the state directory is the test session's own, set by conftest)."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV", "FAL_MCP_STATE_DIR")
     return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+@asynccontextmanager
+async def bearer_client(url: str, bearer: str | None, *, mode: Any = "auto") -> AsyncIterator[Client]:
+    """An MCP client over streamable HTTP that sends `Authorization: Bearer <bearer>` (as a client config would)."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from collections.abc import Generator, Sequence
 from pydantic import SecretStr, ValidationError
 
 from fal_mcp import __version__
+from fal_mcp.auth import startup_problem
 from fal_mcp.logs import configure_logging, redactor
 from fal_mcp.settings import Settings, load
 
@@ -31,6 +32,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sandbox", action="store_true", default=None, help="use a built-in fake fal on loopback: no key, no cost"
     )
+    parser.add_argument("--auth", choices=["token", "fal-key", "none"], help="who may call over HTTP (default none)")
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve --auth none on a non-loopback address (trusted networks only)",
+    )
+    parser.add_argument("--rest", action="store_true", default=None, help="also serve the REST surface under /v1")
+    parser.add_argument("--log-format", choices=["text", "json"], help="stderr log lines as text (default) or JSON")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for all)")
     parser.add_argument("--version", action="version", version=f"fal-mcp {__version__}")
     return parser.parse_args(argv)
@@ -56,13 +66,15 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
 
     with SandboxServer(FakeFal()) as fake:
         logger.warning("sandbox: fake fal on %s; nothing leaves this machine and nothing is billed", fake.url)
+        # With --auth fal-key the callers bring the key (the sandbox's own); the server still holds none.
+        key = None if settings.auth == "fal-key" else SecretStr(SANDBOX_KEY)
         yield settings.model_copy(
             update={
                 "run_url": fake.run_url,
                 "queue_url": fake.queue_url,
                 "api_url": fake.api_url,
                 "rest_url": fake.rest_url,
-                "fal_key": SecretStr(SANDBOX_KEY),
+                "fal_key": key,
                 "fal_key_id": None,
                 "fal_key_secret": None,
             }
@@ -79,26 +91,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             stateless=args.stateless,
             sandbox=args.sandbox,
             log_level=_log_level(args.verbose),
+            auth=args.auth,
+            allow_unauthenticated=args.allow_unauthenticated,
+            rest=args.rest,
+            log_format=args.log_format,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"fal-mcp: invalid configuration: {problems}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    problem = startup_problem(settings)
+    if problem is not None:
+        print(f"fal-mcp: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.key is not None:
         redactor.add(settings.key.get_secret_value())
-    if settings.key is None and not settings.sandbox:
+    if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 
+    from fal_mcp.http_app import create_http_app
     from fal_mcp.server import create_server
     from fal_mcp.transports import serve_http, serve_stdio
 
     with sandboxed(settings) as effective:
-        server = create_server(effective)
         try:
             if effective.transport == "http":
-                serve_http(server, effective)
+                serve_http(create_http_app(effective), effective)
             else:
-                serve_stdio(server)
+                serve_stdio(create_server(effective))
         except KeyboardInterrupt:
             pass

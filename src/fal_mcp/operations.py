@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from fal_mcp.calls import calls
 from fal_mcp.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
 from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, FalTransportError
@@ -103,20 +104,21 @@ class Operations:
         self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions
     ) -> RequestResult:
         history, partition = self.state.history, self.caller.partition
-        row = await history.begin(partition, str(endpoint), payload, "run-model (sync)")
-        try:
-            ran = await self.caller.fal.run(endpoint, payload, options)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                if isinstance(exc, FalAPIError) and (exc.status_code >= 500 or exc.status_code == 499):
-                    await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
-                elif isinstance(exc, FalTransportError) and exc.maybe_sent:
-                    await history.sent(row, None, UNKNOWN, error=str(exc))
-                elif isinstance(exc, anyio.get_cancelled_exc_class()):
-                    await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
-                else:
-                    await history.discard(row)
-            raise
+        async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload):
+            row = await history.begin(partition, str(endpoint), payload, "run-model (sync)")
+            try:
+                ran = await self.caller.fal.run(endpoint, payload, options)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    if isinstance(exc, FalAPIError) and (exc.status_code >= 500 or exc.status_code == 499):
+                        await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
+                    elif isinstance(exc, FalTransportError) and exc.maybe_sent:
+                        await history.sent(row, None, UNKNOWN, error=str(exc))
+                    elif isinstance(exc, anyio.get_cancelled_exc_class()):
+                        await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
+                    else:
+                        await history.discard(row)
+                raise
         await history.sent(row, ran.request_id, COMPLETED, media_urls=media_urls(ran.output))
         return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
 
@@ -129,18 +131,22 @@ class Operations:
         webhook_url: str | None = None,
         origin: str = "submit",
     ) -> SubmitResult:
-        history = self.state.history
-        row = await history.begin(self.caller.partition, str(endpoint), payload, origin)
-        try:
-            submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                maybe_sent = not isinstance(exc, Exception) or (isinstance(exc, FalTransportError) and exc.maybe_sent)
-                if maybe_sent:  # fal may have queued it: keep the trace, there may be a job billing
-                    await history.sent(row, None, UNKNOWN, error=f"fal's answer to the submit was lost: {exc}")
-                else:  # refused outright (or never sent): nothing exists at fal
-                    await history.discard(row)
-            raise
+        history, partition = self.state.history, self.caller.partition
+        async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
+            row = await history.begin(partition, str(endpoint), payload, origin)
+            try:
+                submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    maybe_sent = not isinstance(exc, Exception) or (
+                        isinstance(exc, FalTransportError) and exc.maybe_sent
+                    )
+                    if maybe_sent:  # fal may have queued it: keep the trace, there may be a job billing
+                        await history.sent(row, None, UNKNOWN, error=f"fal's answer to the submit was lost: {exc}")
+                    else:  # refused outright (or never sent): nothing exists at fal
+                        await history.discard(row)
+                raise
+            start.queued(endpoint, submitted.request_id)
         await history.sent(row, submitted.request_id, submitted.status)
         return SubmitResult(
             endpoint_id=str(endpoint),
@@ -173,6 +179,7 @@ class Operations:
 
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         status = await self.caller.fal.status(endpoint, request_id, logs=logs)
         await self.remember(request_id, status)
         return StatusResult(
@@ -197,6 +204,7 @@ class Operations:
     ) -> RequestResult:
         """The output when the request is done (waiting up to `budget_s`), else its state and how to continue."""
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         return await self._settle(endpoint, request_id, budget_s, logs, listener)
 
     async def _settle(
@@ -212,15 +220,19 @@ class Operations:
         fal = self.caller.fal
         started = anyio.current_time()
         recorder = _Recorder(self, request_id, listener)
+        status: QueueStatus | None = None
         if budget_s > 0:
             try:
                 if announce and listener is not None:
                     await listener.submitted(endpoint, request_id)
-                status = await follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard)
+                with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
+                    status = await follow(
+                        fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard
+                    )
             except anyio.get_cancelled_exc_class():
                 await self._abandon(endpoint, request_id)
                 raise
-        else:
+        if status is None:
             status = await fal.status(endpoint, request_id, logs=logs)
             await recorder.heard(status)
         envelope = RequestResult(
@@ -270,7 +282,9 @@ class Operations:
 
     async def cancel(self, endpoint: EndpointId, request_id: str) -> CancelResult:
         check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
+        self.state.guards.forget(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
             await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)

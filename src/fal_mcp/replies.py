@@ -110,8 +110,9 @@ def _api_error(error: FalAPIError, *, action: str, endpoint: str | None, request
     if isinstance(error, FalAuthError):
         if error.status_code == 401:
             return (
-                f"{action}: fal rejected the key ({said}). Check FAL_KEY: it must be the whole key "
-                "('key_id:key_secret') from https://fal.ai/dashboard/keys."
+                f"{action}: fal rejected the key ({said}). Check FAL_KEY (or, with a server that takes your own key, "
+                "the key you send as the Bearer credential): it must be the whole key ('key_id:key_secret') from "
+                "https://fal.ai/dashboard/keys."
             )
         return f"{action}: fal refused this account ({said}). Nothing was run; resolve it on fal.ai, then retry."
     if isinstance(error, FalValidationError):

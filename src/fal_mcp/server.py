@@ -19,7 +19,7 @@ from fal_mcp.client import FalClient
 from fal_mcp.history import opened as opened_history
 from fal_mcp.history import resolve_state_dir
 from fal_mcp.settings import Settings
-from fal_mcp.state import AppState
+from fal_mcp.state import AppState, StateSlot
 from fal_mcp.tasks import TasksExtension
 from fal_mcp.tools import ALL_TOOLS
 from fal_mcp.tools.history import REQUEST_URI, request_resource
@@ -31,17 +31,27 @@ INSTRUCTIONS = (
 )
 
 
-def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer[AppState]:
-    """An MCP server exposing the fal tools; `transport` lets tests route fal traffic without sockets."""
+def create_server(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None, slot: StateSlot | None = None
+) -> MCPServer[AppState]:
+    """An MCP server exposing the fal tools; `transport` lets tests route fal traffic without sockets.
+
+    `slot`, when given, holds the `AppState` while the lifespan runs (the HTTP app's REST and readiness use it).
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         with opened_history(resolve_state_dir(settings.state_dir)) as history:
             async with FalClient.open(settings, transport=transport) as fal, anyio.create_task_group() as background:
+                state = AppState(settings=settings, fal=fal, history=history)
                 tasks.attach(background)
+                if slot is not None:
+                    slot.state = state
                 try:
-                    yield AppState(settings=settings, fal=fal, history=history)
+                    yield state
                 finally:
+                    if slot is not None:
+                        slot.state = None
                     tasks.attach(None)
                     background.cancel_scope.cancel()  # a running task is stopped, at fal too
 

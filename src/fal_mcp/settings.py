@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "http"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+AuthMode = Literal["token", "fal-key", "none"]
+LogFormat = Literal["text", "json"]
 
 DEFAULT_RUN_URL = "https://fal.run"
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
@@ -96,6 +98,34 @@ class Settings(BaseSettings):
                 f"{self.fal_key_id.get_secret_value().strip()}:{self.fal_key_secret.get_secret_value().strip()}"
             )
         return None
+
+    # -- HTTP serving: auth, guards, REST --
+    auth: AuthMode = Field(default="none", description="who may call over HTTP: token, fal-key (BYOK) or none")
+    auth_tokens: SecretStr | None = Field(default=None, description="comma-separated bearer tokens for auth=token")
+    allow_unauthenticated: bool = Field(default=False, description="serve auth=none on a non-loopback address")
+    allowed_hosts: str = Field(default="", description="extra Host values accepted (comma-separated)")
+    allowed_origins: str = Field(default="", description="extra Origin values accepted (comma-separated)")
+    allowed_endpoints: str = Field(default="", description="glob patterns of endpoint ids that may be called")
+    denied_endpoints: str = Field(default="", description="glob patterns of endpoint ids that may not be called")
+    max_running_jobs: int = Field(default=20, ge=0, description="per key: jobs running at once (0: no limit)")
+    submits_per_minute: int = Field(default=60, ge=0, description="per key: submits and runs a minute (0: no limit)")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="largest HTTP request body")
+    max_input_bytes: int = Field(default=2 * 1024 * 1024, ge=2, description="largest model input JSON")
+    rest: bool = Field(default=False, description="also serve the REST surface under /v1 and /openapi.json")
+    log_format: LogFormat = "text"
+    shutdown_grace_s: int = Field(
+        default=10, ge=0, description="seconds in-flight HTTP calls get to finish at shutdown"
+    )
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The bearer tokens of auth=token (each stripped; empty entries dropped)."""
+        return split_list(self.auth_tokens.get_secret_value()) if self.auth_tokens is not None else ()
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting as its entries, stripped, empty ones dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def load(**overrides: object) -> Settings:

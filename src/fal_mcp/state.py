@@ -8,13 +8,15 @@ A partition is a hash of the key, never the key itself, so records of one key ar
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from pydantic import SecretStr
 
+from fal_mcp.auth import caller_key
 from fal_mcp.client import FalClient
+from fal_mcp.guards import Guards
 from fal_mcp.history import History
 from fal_mcp.settings import Settings
 
@@ -41,10 +43,27 @@ class AppState:
     settings: Settings
     fal: FalClient
     history: History
+    guards: Guards = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guards = Guards.from_settings(self.settings)
 
     def caller(self, ctx: Context[Any, Any]) -> Caller:
-        """The server's own key pays (stdio, or HTTP with the server's key)."""
-        return Caller(fal=self.fal, partition=partition_of(self.settings.key))
+        """Who pays for this call: the key the HTTP gate accepted from the caller (`--auth fal-key`), else ours."""
+        return self.caller_for(caller_key(ctx))
+
+    def caller_for(self, key: SecretStr | None) -> Caller:
+        """The server's own key pays when `key` is None; else `key`, over the same connection pool."""
+        if key is None:
+            return Caller(fal=self.fal, partition=partition_of(self.settings.key))
+        return Caller(fal=self.fal.with_key(key), partition=partition_of(key))
+
+
+@dataclass
+class StateSlot:
+    """Where the HTTP app finds the lifespan's `AppState` (REST calls and readiness live outside MCP calls)."""
+
+    state: AppState | None = None
 
 
 def app_state(ctx: Context[Any, Any]) -> AppState:

@@ -6,17 +6,21 @@ Origin headers must name this server, so a web page the user visits cannot drive
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import socket
-import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from fal_mcp.settings import Settings
+from fal_mcp.calls import calls
+from fal_mcp.logs import announce
+from fal_mcp.settings import Settings, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -24,28 +28,29 @@ MCP_PATH = "/mcp"
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 _WILDCARD_BINDS = {"0.0.0.0", "::", ""}
+_PORT = re.compile(r"(?<!:):[0-9]+$")
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """Host/Origin checking that stays on whatever the bind address: loopback names plus the bound host."""
+    """Host/Origin checking that stays on whatever the bind address: loopback names plus the bound host, plus
+    `FAL_MCP_ALLOWED_HOSTS` / `FAL_MCP_ALLOWED_ORIGINS` (the names a reverse proxy passes on)."""
     hosts = list(_LOOPBACK_HOSTS)
     origins = list(_LOOPBACK_ORIGINS)
     if settings.host not in _WILDCARD_BINDS and settings.host not in ("127.0.0.1", "localhost", "::1"):
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
         hosts.append(f"{shown}:*")
         origins += [f"http://{shown}:*", f"https://{shown}:*"]
+    hosts += [pattern for host in split_list(settings.allowed_hosts) for pattern in _any_port(host)]
+    origins += [pattern for origin in split_list(settings.allowed_origins) for pattern in _any_port(origin)]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_http_app(server: MCPServer[Any], settings: Settings) -> Starlette:
-    """The ASGI app serving streamable HTTP at /mcp (SSE responses, so progress reaches the client)."""
-    return server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=settings.stateless,
-        json_response=False,
-        transport_security=transport_security(settings),
-        host=settings.host,
-    )
+def _any_port(value: str) -> list[str]:
+    """`mcp.example.com` (no port given) matches that name with and without a port; a given port stays exact."""
+    value = value.rstrip("/")
+    if value.endswith(":*") or _PORT.search(value):
+        return [value]
+    return [value, f"{value}:*"]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -63,19 +68,37 @@ def serve_stdio(server: MCPServer[Any]) -> None:
     server.run("stdio")
 
 
-def serve_http(server: MCPServer[Any], settings: Settings) -> None:
-    app = build_http_app(server, settings)
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus: the drain begins the moment SIGTERM (or Ctrl+C) arrives, before uvicorn waits for the calls
+    in flight, so the calls waiting on a fal job answer with its handle within the grace period."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(calls.begin_drain)
+        super().handle_exit(sig, frame)
+
+
+def serve_http(app: ASGIApp, settings: Settings) -> None:
+    """Serve `app` (see `fal_mcp.http_app`) until SIGTERM, then drain for at most `shutdown_grace_s`."""
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     # One line on stderr, always: how to reach the server (tests with --port 0 read the port from it).
-    print(f"fal-mcp: streamable HTTP on http://{shown}:{port}{MCP_PATH}", file=sys.stderr, flush=True)
+    announce(f"fal-mcp: streamable HTTP on http://{shown}:{port}{MCP_PATH}", settings.log_format)
+    if settings.rest:
+        announce(f"fal-mcp: REST on http://{shown}:{port}/v1/models (OpenAPI at /openapi.json)", settings.log_format)
     config = uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
         server_header=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    DrainingServer(config).run(sockets=[sock])

@@ -9,8 +9,10 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
+from fal_mcp.calls import calls
 from fal_mcp.endpoint import InvalidIdError
 from fal_mcp.errors import FalError
+from fal_mcp.logs import redactor
 from fal_mcp.replies import AfterSubmit, ToolFailure, explain, failure
 
 logger = logging.getLogger("fal_mcp.tools")
@@ -34,15 +36,18 @@ def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
     def decorate(fn: ToolFn) -> ToolFn:
         @functools.wraps(fn)
         async def tool(*args: Any, **arguments: Any) -> CallToolResult:
-            try:
-                return await fn(*args, **arguments)
-            except Exception as exc:
-                if isinstance(exc, ToolFailure | FalError | InvalidIdError | AfterSubmit):
-                    logger.info("%s failed: %s", action, exc)
-                else:
-                    logger.exception("%s failed unexpectedly", action)
-                where = _endpoint_label(arguments)
-                return failure(explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id")))
+            with calls.call(action) as call:  # an id on every log line of this call, and its closing line
+                try:
+                    return await fn(*args, **arguments)
+                except Exception as exc:
+                    call.outcome = "failed"
+                    if isinstance(exc, ToolFailure | FalError | InvalidIdError | AfterSubmit):
+                        logger.info("%s failed: %s", action, exc)
+                    else:
+                        logger.exception("%s failed unexpectedly", action)
+                    where = _endpoint_label(arguments)
+                    message = explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id"))
+                    return failure(redactor.scrub(message))  # a key the caller pasted into an id is not echoed
 
         return tool
 

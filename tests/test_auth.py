@@ -1,0 +1,306 @@
+"""Who may use a server over HTTP, and whose key pays: every --auth mode, against spawned `fal-mcp` servers.
+
+A "second machine" is simulated on loopback: a client that knows only the URL (and, where required, a token or its
+own fal key), exactly as a remote MCP client config would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from tests.conftest import OTHER_KEY, env_for
+from tests.harness import HttpServer, base_env, bearer_client, fal_mcp_command, start_http_server
+from tests.test_tools import structured, text_of
+
+pytestmark = pytest.mark.anyio
+
+VIDEO = "fal-ai/kling-video/v2/master/text-to-video"
+FLUX = "fal-ai/flux/schnell"
+TOKEN = "tok-0123456789abcdef0123"
+SECOND_TOKEN = "tok-fedcba9876543210fedc"
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+@pytest.fixture(scope="module")
+def token_server(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    env = env_for(sandbox, FAL_MCP_AUTH="token", FAL_MCP_AUTH_TOKENS=f"{TOKEN}, {SECOND_TOKEN}")
+    server = start_http_server(env, tmp_path_factory.mktemp("token"), "--rest")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def byok_server(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """`--auth fal-key`: the server holds no key at all (no FAL_KEY in its environment)."""
+    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key")
+    server = start_http_server(env, tmp_path_factory.mktemp("byok"), "--rest", "-vv")
+    yield server
+    server.stop()
+
+
+# -- token ---------------------------------------------------------------------------------------------------
+
+
+async def test_token_mode_refuses_missing_and_wrong_tokens(token_server: HttpServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        missing = await http.post(token_server.url, json=INITIALIZE, headers=ACCEPT)
+        wrong = await http.post(token_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer(TOKEN + "x")})
+        other_scheme = await http.post(token_server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": TOKEN})
+        rest = await http.get(f"{token_server.base}/v1/models/fal-ai/flux/requests/abc/status", headers=bearer("nope"))
+        right = await http.post(token_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer(SECOND_TOKEN)})
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="fal-mcp"'
+    assert missing.json()["error"]["status"] == 401 and "Bearer" in missing.json()["error"]["message"]
+    for refused in (wrong, rest):
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert other_scheme.status_code == 401
+    assert right.status_code == 200  # either configured token works
+
+
+async def test_sdk_client_with_a_wrong_token_cannot_list_tools(token_server: HttpServer) -> None:
+    with pytest.raises(BaseException) as caught:  # the SDK raises an MCPError inside an ExceptionGroup
+        async with bearer_client(token_server.url, "tok-not-the-right-one-000") as client:
+            await client.list_tools()
+    assert "Server returned an error response" in repr(caught.value)
+
+
+async def test_token_mode_serves_calls_paid_by_the_server_key(token_server: HttpServer, fake: FakeFal) -> None:
+    async with bearer_client(token_server.url, TOKEN) as client:
+        result = structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}}))
+    assert result["status"] == "COMPLETED"
+    assert fake.requests and {r.headers.get("authorization") for r in fake.requests} == {f"Key {SANDBOX_KEY}"}
+    assert TOKEN not in token_server.stderr()
+
+
+async def test_a_session_belongs_to_the_credential_that_opened_it(token_server: HttpServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(token_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer(TOKEN)})
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        hijack = await http.post(token_server.url, json=listing, headers={**ACCEPT, **session, **bearer(SECOND_TOKEN)})
+        owner = await http.post(token_server.url, json=listing, headers={**ACCEPT, **session, **bearer(TOKEN)})
+    assert hijack.status_code == 404  # answered exactly as if the session did not exist
+    assert owner.status_code == 200 and "run-model" in owner.text
+
+
+# -- fal-key (bring your own key) ----------------------------------------------------------------------------
+
+
+def keys_seen(fake: FakeFal, since: int) -> set[str | None]:
+    return {recorded.headers.get("authorization") for recorded in fake.requests[since:]}
+
+
+async def test_two_byok_callers_each_pay_with_their_own_key_and_see_only_their_own_requests(
+    byok_server: HttpServer, fake: FakeFal
+) -> None:
+    fake.time_scale = 1.0  # the video stays queued or running for the whole test
+    async with bearer_client(byok_server.url, SANDBOX_KEY) as alice, bearer_client(byok_server.url, OTHER_KEY) as bob:
+        mark = len(fake.requests)
+        mine = structured(await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "a"}}))
+        assert keys_seen(fake, mark) == {f"Key {SANDBOX_KEY}"}
+        mark = len(fake.requests)
+        theirs = structured(await bob.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "b"}}))
+        assert keys_seen(fake, mark) == {f"Key {OTHER_KEY}"}
+
+        mark = len(fake.requests)
+        peek = await bob.call_tool("get-status", {"endpoint_id": VIDEO, "request_id": mine["request_id"]})
+        assert peek.is_error and "knows no request" in text_of(peek)
+        assert keys_seen(fake, mark) == {f"Key {OTHER_KEY}"}
+        mark = len(fake.requests)
+        peek = await alice.call_tool("cancel", {"endpoint_id": VIDEO, "request_id": theirs["request_id"]})
+        assert peek.is_error and "knows no request" in text_of(peek)
+        assert keys_seen(fake, mark) == {f"Key {SANDBOX_KEY}"}
+
+        own = structured(await alice.call_tool("get-status", {"endpoint_id": VIDEO, "request_id": mine["request_id"]}))
+        assert own["status"] in ("IN_QUEUE", "IN_PROGRESS")
+    assert fake.jobs[mine["request_id"]].owner_key == SANDBOX_KEY
+    assert fake.jobs[theirs["request_id"]].owner_key == OTHER_KEY
+    assert not fake.jobs[theirs["request_id"]].cancelled
+    logs = byok_server.stderr()
+    assert "DEBUG" in logs  # verbose enough that a leak would have shown
+    for secret in (*SANDBOX_KEY.split(":"), *OTHER_KEY.split(":")):
+        assert secret not in logs
+
+
+async def test_byok_rest_calls_pay_with_the_callers_key(byok_server: HttpServer, fake: FakeFal) -> None:
+    base = f"{byok_server.base}/v1/models"
+    async with httpx.AsyncClient(timeout=10) as http:
+        submitted = await http.post(f"{base}/{FLUX}/requests", json={"prompt": "x"}, headers=bearer(OTHER_KEY))
+        rid = submitted.json()["request_id"]
+        stranger = await http.get(f"{base}/fal-ai/flux/requests/{rid}/status", headers=bearer(SANDBOX_KEY))
+        owner = await http.get(f"{base}/fal-ai/flux/requests/{rid}/status", headers=bearer(OTHER_KEY))
+        anonymous = await http.get(f"{base}/fal-ai/flux/requests/{rid}/status")
+    assert submitted.status_code == 200 and fake.jobs[rid].owner_key == OTHER_KEY
+    assert stranger.status_code == 404 and stranger.json()["error"]["fal_status"] == 404
+    assert owner.status_code in (200, 202)
+    assert anonymous.status_code == 401 and "fal key" in anonymous.json()["error"]["message"]
+    submits = fake.requests_for("submit")
+    assert [r.headers.get("authorization") for r in submits] == [f"Key {OTHER_KEY}"]
+
+
+async def test_byok_refuses_calls_without_a_key_or_with_a_malformed_one(byok_server: HttpServer, fake: FakeFal) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        missing = await http.post(byok_server.url, json=INITIALIZE, headers=ACCEPT)
+        short = await http.post(byok_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer("abc")})
+        spaced = await http.post(byok_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer("key with spaces 0123")})
+    assert missing.status_code == 401 and "your fal key" in missing.json()["error"]["message"]
+    assert short.status_code == 401 and spaced.status_code == 401
+    assert not fake.requests  # nothing reached fal
+
+
+async def test_byok_session_cannot_be_used_with_another_key(byok_server: HttpServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(byok_server.url, json=INITIALIZE, headers={**ACCEPT, **bearer(SANDBOX_KEY)})
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "submit", "arguments": {"endpoint_id": FLUX, "input": {"prompt": "x"}}},
+        }
+        hijack = await http.post(byok_server.url, json=call, headers={**ACCEPT, **session, **bearer(OTHER_KEY)})
+        stream = await http.get(byok_server.url, headers={**ACCEPT, **session, **bearer(OTHER_KEY)})
+    assert hijack.status_code == 404 and stream.status_code == 404
+
+
+# -- refusing to start ---------------------------------------------------------------------------------------
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [fal_mcp_command(), "--transport", "http", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        env={**base_env(), **env},
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("--host", "0.0.0.0"), {"FAL_KEY": SANDBOX_KEY}, "--allow-unauthenticated"),
+        (("--host", "0.0.0.0", "--auth", "token"), {}, "FAL_MCP_AUTH_TOKENS"),
+        ((), {"FAL_MCP_AUTH": "token", "FAL_MCP_AUTH_TOKENS": "short"}, "at least 16 characters"),
+        (("--auth", "fal-key"), {"FAL_KEY": SANDBOX_KEY}, "Unset FAL_KEY"),
+    ],
+    ids=["no-auth-on-every-address", "token-without-tokens", "short-token", "byok-with-a-server-key"],
+)
+def test_unsafe_configurations_refuse_to_start(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    done = run_cli(tmp_path, *args, **env)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "streamable HTTP on" not in done.stderr and done.stdout == ""
+    assert SANDBOX_KEY not in done.stderr
+
+
+def test_allow_unauthenticated_serves_every_address_and_says_it_has_no_key(tmp_path: Path) -> None:
+    server = start_http_server({}, tmp_path, "--host", "0.0.0.0", "--allow-unauthenticated")
+    try:
+        assert server.url.startswith("http://0.0.0.0:")
+        ready = httpx.get(f"{server.base}/readyz", timeout=10)
+        alive = httpx.get(f"{server.base}/healthz", timeout=10)
+    finally:
+        server.stop()
+    assert alive.status_code == 200 and alive.json()["status"] == "ok"
+    assert ready.status_code == 503  # no FAL_KEY: not ready, and it says which check failed
+    assert ready.json()["checks"] == {"pool_open": True, "key_configured": False, "accepting_calls": True}
+
+
+# -- Host and Origin ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxied_server(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """Bound to every address behind a reverse proxy that passes Host mcp.example.com."""
+    env = env_for(
+        sandbox,
+        FAL_MCP_AUTH="token",
+        FAL_MCP_AUTH_TOKENS=TOKEN,
+        FAL_MCP_ALLOWED_HOSTS="mcp.example.com",
+        FAL_MCP_ALLOWED_ORIGINS="https://app.example.com",
+    )
+    server = start_http_server(env, tmp_path_factory.mktemp("proxied"), "--host", "0.0.0.0", "--rest")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example"}, 421),
+        ({"Host": "evil.example:8000"}, 421),
+        ({"Host": "mcp.example.com.evil.example"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "https://app.example.com.evil.example"}, 403),
+        ({"Host": "mcp.example.com"}, 200),
+        ({"Host": "mcp.example.com:443"}, 200),
+        ({"Origin": "https://app.example.com"}, 200),
+        ({"Origin": "http://localhost:3000"}, 200),
+    ],
+)
+async def test_host_and_origin_are_checked_on_any_bind(
+    proxied_server: HttpServer, headers: dict[str, str], status: int
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        mcp = await http.post(
+            proxied_server.url.replace("0.0.0.0", "127.0.0.1"),
+            json=INITIALIZE,
+            headers={**ACCEPT, **bearer(TOKEN), **headers},
+        )
+        rest = await http.get(
+            f"{proxied_server.base}/v1/models/fal-ai/flux/requests/not-a-request/status",
+            headers={**bearer(TOKEN), **headers},
+        )
+        health = await http.get(f"{proxied_server.base}/healthz", headers=headers)
+    assert mcp.status_code == status
+    if status == 200:
+        assert rest.status_code == 404  # past the gate: fal knows no such request
+    else:
+        assert rest.status_code == status and rest.json()["error"]["status"] == status
+    assert health.status_code == 200  # probes may send any Host
+
+
+async def test_host_is_checked_before_credentials(proxied_server: HttpServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            proxied_server.url.replace("0.0.0.0", "127.0.0.1"),
+            json=INITIALIZE,
+            headers={**ACCEPT, "Host": "evil.example"},
+        )
+    assert response.status_code == 421
+
+
+async def test_byok_caller_with_a_key_fal_rejects_is_told_so(byok_server: HttpServer, fake: FakeFal) -> None:
+    wrong = "wrong-key-id:wrong-key-secret-000000"
+    async with bearer_client(byok_server.url, wrong) as client:
+        refused = await client.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
+    async with httpx.AsyncClient(timeout=10) as http:
+        rest = await http.post(
+            f"{byok_server.base}/v1/models/{FLUX}/requests", json={"prompt": "x"}, headers=bearer(wrong)
+        )
+    assert refused.is_error and "401" in text_of(refused) and "Bearer credential" in text_of(refused)
+    assert rest.status_code == 401 and rest.json()["error"]["fal_status"] == 401  # the caller's own key: its 401
+    assert {r.headers.get("authorization") for r in fake.requests} == {f"Key {wrong}"}
+    assert "wrong-key-secret" not in byok_server.stderr()
