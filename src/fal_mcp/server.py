@@ -14,13 +14,17 @@ import httpx
 from mcp.server import MCPServer
 
 from fal_mcp import __version__
+from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
 from fal_mcp.settings import Settings
 from fal_mcp.state import AppState
 from fal_mcp.tools import ALL_TOOLS
+from fal_mcp.tools.models import register_model_resources
 
 INSTRUCTIONS = (
-    "Runs fal.ai generative models (image, video, audio, text). run-model runs one and returns its output; "
+    "Runs fal.ai generative models (image, video, audio, text). search-models finds one, get-model-schema "
+    "lists its input fields, upload-file turns a local file into a URL a model can read. "
+    "run-model runs one and returns its output; "
     "for slow models it returns a request_id after wait_s, to continue with get-result. submit queues without "
     "waiting; get-status, get-result and cancel take that request_id and the same endpoint_id."
 )
@@ -32,7 +36,7 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         async with FalClient.open(settings, transport=transport) as fal:
-            yield AppState(settings=settings, fal=fal)
+            yield AppState(settings=settings, fal=fal, catalog=ModelCatalog(settings.models_cache_ttl_s))
 
     server: MCPServer[AppState] = MCPServer(
         "fal-mcp",
@@ -42,7 +46,7 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
         website_url="https://fal.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
+        tools=[spec.tool() for spec in ALL_TOOLS],
     )
-    for spec in ALL_TOOLS:
-        server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations())
+    register_model_resources(server)
     return server

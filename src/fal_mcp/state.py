@@ -8,12 +8,13 @@ A partition is a hash of the key, never the key itself, so records of one key ar
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from pydantic import SecretStr
 
+from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
 from fal_mcp.settings import Settings
 
@@ -39,6 +40,8 @@ class AppState:
 
     settings: Settings
     fal: FalClient
+    catalog: ModelCatalog = field(default_factory=ModelCatalog)
+    """What fal's platform API says about models (schemas, prices), cached."""
 
     def caller(self, ctx: Context[Any, Any]) -> Caller:
         """The server's own key pays (stdio, or HTTP with the server's key)."""
