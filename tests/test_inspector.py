@@ -26,6 +26,9 @@ CONTRACT_HINTS = {
     "get-status": (True, False, True, True),
     "get-result": (True, False, True, True),
     "cancel": (False, True, True, True),
+    "search-models": (True, False, True, True),
+    "get-model-schema": (True, False, True, True),
+    "upload-file": (False, False, False, True),
 }
 RUN_ARGS = json.dumps({"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "a lighthouse at dusk"}})
 
@@ -73,7 +76,7 @@ def target(transport: str, http_sandbox: HttpServer) -> list[str]:
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_inspector_lists_the_five_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+def test_inspector_lists_the_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
     tools = {
         tool["name"]: tool
         for tool in inspect(*target(transport, http_sandbox), "--method", "tools/list", cwd=tmp_path)["tools"]

@@ -33,6 +33,9 @@ CONTRACT_HINTS = {  # readOnly, destructive, idempotent, openWorld
     "get-status": (True, False, True, True),
     "get-result": (True, False, True, True),
     "cancel": (False, True, True, True),
+    "search-models": (True, False, True, True),
+    "get-model-schema": (True, False, True, True),
+    "upload-file": (False, False, False, True),
 }
 
 
@@ -80,7 +83,7 @@ def error_text(result: CallToolResult) -> str:
     return text_of(result)
 
 
-async def test_lists_exactly_the_five_tools_with_contract_annotations(client_factory: Any) -> None:
+async def test_lists_exactly_the_tools_with_contract_annotations(client_factory: Any) -> None:
     async with client_factory() as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == set(CONTRACT_HINTS)
@@ -138,7 +141,7 @@ async def test_run_model_sync_and_segment_form(client_factory: Any, fake: FakeFa
         )
     assert sync["status"] == "COMPLETED" and sync["endpoint_id"] == FLUX
     assert sync["output"]["images"]
-    assert [r.route for r in fake.requests] == ["run"]
+    assert [r.route for r in fake.requests if r.route != "models"] == ["run"]  # "models": the schema lookup
 
 
 async def test_wait_budget_returns_the_handle_and_get_result_finishes(client_factory: Any, fake: FakeFal) -> None:
@@ -223,12 +226,18 @@ async def test_failed_generation_is_an_error_but_its_status_is_not(client_factor
 
 
 async def test_invalid_input_names_the_fields(client_factory: Any) -> None:
+    """fal's own 422, when the input is sent unchecked (test_ergonomics covers the check before sending)."""
     async with client_factory() as client:
         queued = error_text(
-            await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"num_images": 9, "image_size": "huge"}})
+            await client.call_tool(
+                "run-model",
+                {"endpoint_id": FLUX, "input": {"num_images": 9, "image_size": "huge"}, "validate": False},
+            )
         )
         sync = error_text(
-            await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"image_size": "huge"}, "mode": "sync"})
+            await client.call_tool(
+                "run-model", {"endpoint_id": FLUX, "input": {"image_size": "huge"}, "mode": "sync", "validate": False}
+            )
         )
     for message in (queued, sync):
         assert "422" in message and "prompt" in message and "image_size" in message and "Fix" in message
@@ -265,7 +274,7 @@ async def test_hostile_ids_are_refused_before_any_request(client_factory: Any, f
                 assert "request_id" in message
         assert structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))["output"]
     assert [r.route for r in fake.requests if r.route in ("run", "submit")] == ["submit"]
-    assert all(r.route in ("submit", "status", "result") for r in fake.requests)
+    assert all(r.route in ("models", "submit", "status", "result") for r in fake.requests)
 
 
 async def test_wrong_argument_types_are_clear_errors(client_factory: Any) -> None:
@@ -349,13 +358,13 @@ async def test_missing_bad_and_locked_keys(
             try:
                 async with connect("http", sandbox, tmp_path, http_url=server.url) as client:
                     message = error_text(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))
-                    assert len((await client.list_tools()).tools) == 5  # still serving
+                    assert len((await client.list_tools()).tools) == len(CONTRACT_HINTS)  # still serving
             finally:
                 server.stop()
         else:
             async with connect(transport, sandbox, tmp_path, key=key) as client:
                 message = error_text(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))
-                assert len((await client.list_tools()).tools) == 5
+                assert len((await client.list_tools()).tools) == len(CONTRACT_HINTS)
         for fragment in expected:
             assert fragment in message, message
         if key is not None:

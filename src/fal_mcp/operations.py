@@ -17,8 +17,10 @@ from fal_mcp.client import RequestOptions
 from fal_mcp.endpoint import EndpointId, check_request_id
 from fal_mcp.models import COMPLETED, QueueStatus
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.preflight import prepare_input
 from fal_mcp.replies import AfterSubmit, ToolFailure
 from fal_mcp.state import AppState, Caller
+from fal_mcp.uploads import RootsSource
 from fal_mcp.waiting import describe_state, fetch_output, follow
 
 
@@ -44,6 +46,8 @@ class Operations:
 
     state: AppState
     caller: Caller
+    client_roots: RootsSource | None = None
+    """The MCP client's roots, asked for only when an input names a local file."""
 
     def wait_budget(self, wait_s: float | None) -> float:
         settings = self.state.settings
@@ -54,8 +58,11 @@ class Operations:
         return wait_s
 
     async def run_sync(
-        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions
+        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions, *, validate: bool = True
     ) -> RequestResult:
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
         ran = await self.caller.fal.run(endpoint, payload, options)
         return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
 
@@ -66,7 +73,11 @@ class Operations:
         options: RequestOptions,
         *,
         webhook_url: str | None = None,
+        validate: bool = True,
     ) -> SubmitResult:
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
         submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
         return SubmitResult(
             endpoint_id=str(endpoint),
@@ -87,9 +98,10 @@ class Operations:
         budget_s: float,
         logs: bool = False,
         listener: Listener | None = None,
+        validate: bool = True,
     ) -> RequestResult:
         """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
-        submitted = await self.submit(endpoint, payload, options)
+        submitted = await self.submit(endpoint, payload, options, validate=validate)
         try:
             if listener is not None:
                 await listener.submitted(endpoint, submitted.request_id)

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
 from fal_mcp.settings import Settings
+from fal_mcp.storage import FalStorage
 
 
 def partition_of(key: SecretStr | None) -> str:
@@ -42,6 +43,8 @@ class AppState:
     fal: FalClient
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
     """What fal's platform API says about models (schemas, prices), cached."""
+    storage: FalStorage = field(default_factory=FalStorage)
+    """Uploads to fal's storage (CDN tokens cached per key)."""
 
     def caller(self, ctx: Context[Any, Any]) -> Caller:
         """The server's own key pays (stdio, or HTTP with the server's key)."""

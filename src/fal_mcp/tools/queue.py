@@ -30,10 +30,12 @@ from fal_mcp.tools.arguments import (
     PriorityArg,
     RequestIdArg,
     StartTimeoutArg,
+    ValidateArg,
     VariantArg,
     WebhookArg,
 )
 from fal_mcp.tools.guard import guarded
+from fal_mcp.tools.roots import ClientRoots
 from fal_mcp.tools.spec import ToolSpec
 from fal_mcp.waiting import describe_state
 
@@ -44,7 +46,7 @@ def _options(priority: str | None, hint: str | None, start_timeout_s: float | No
 
 def operations(ctx: Context[Any, Any]) -> Operations:
     state = app_state(ctx)
-    return Operations(state=state, caller=state.caller(ctx))
+    return Operations(state=state, caller=state.caller(ctx), client_roots=ClientRoots(ctx))
 
 
 class ProgressListener:
@@ -93,15 +95,19 @@ async def run_model(
     priority: PriorityArg = None,
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
     if mode == "sync":
-        return _reply(ops, await ops.run_sync(endpoint, input, options))
+        return _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate))
     budget = ops.wait_budget(wait_s)
-    result = await ops.run_queued(endpoint, input, options, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
+    listener = ProgressListener(ctx)
+    result = await ops.run_queued(
+        endpoint, input, options, budget_s=budget, logs=logs, listener=listener, validate=validate
+    )
     return _reply(ops, result)
 
 
@@ -117,12 +123,13 @@ async def submit(
     priority: PriorityArg = None,
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
 ) -> Annotated[CallToolResult, SubmitResult]:
     """Queue a fal model request and return its request_id at once (for slow models such as video)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
-    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url)
+    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url, validate=validate)
     headline = (
         f"Queued {endpoint} as request {result.request_id}. "
         "Follow it with get-status or get-result (same request_id and endpoint_id)."
