@@ -44,17 +44,13 @@ from fal_mcp.validation import input_problems
             },
             {"properties": {"l": {"items": {"$ref": "#/$defs/L"}, "type": "array"}}},
         ),
-        (  # more than one non-null variant stays a union
+        (  # more than one non-null variant stays a union, without the null
             {
                 "properties": {
                     "u": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}], "default": None}
                 }
             },
-            {
-                "properties": {
-                    "u": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}], "default": None}
-                }
-            },
+            {"properties": {"u": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}},
         ),
         (
             {"$defs": {"L": {"title": "L", "description": "kept", "type": "object"}}},
@@ -64,6 +60,12 @@ from fal_mcp.validation import input_problems
 )
 def test_compact_schema(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert compact_schema(before) == after
+
+
+def test_output_schemas_lose_defaults_too() -> None:
+    before = {"properties": {"n": {"type": "integer", "default": 0}, "o": {"default": None, "description": "d"}}}
+    assert compact_schema(before, output=True) == {"properties": {"n": {"type": "integer"}, "o": {"description": "d"}}}
+    assert compact_schema(before) == before
 
 
 # -- OpenAPI read -------------------------------------------------------------------------------------------

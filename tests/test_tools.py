@@ -141,7 +141,8 @@ async def test_run_model_sync_and_segment_form(client_factory: Any, fake: FakeFa
         )
     assert sync["status"] == "COMPLETED" and sync["endpoint_id"] == FLUX
     assert sync["output"]["images"]
-    assert [r.route for r in fake.requests if r.route != "models"] == ["run"]  # "models": the schema lookup
+    # besides the run: the schema lookup ("models") and the preview's download ("cdn"), neither billed
+    assert [r.route for r in fake.requests if r.route not in ("models", "cdn")] == ["run"]
 
 
 async def test_wait_budget_returns_the_handle_and_get_result_finishes(client_factory: Any, fake: FakeFal) -> None:
@@ -274,7 +275,7 @@ async def test_hostile_ids_are_refused_before_any_request(client_factory: Any, f
                 assert "request_id" in message
         assert structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))["output"]
     assert [r.route for r in fake.requests if r.route in ("run", "submit")] == ["submit"]
-    assert all(r.route in ("models", "submit", "status", "result") for r in fake.requests)
+    assert all(r.route in ("models", "submit", "status", "result", "cdn") for r in fake.requests)
 
 
 async def test_wrong_argument_types_are_clear_errors(client_factory: Any) -> None:

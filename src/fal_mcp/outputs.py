@@ -13,7 +13,7 @@ class ToolOutput(BaseModel):
     """Fields every result shares."""
 
     sandbox: bool | None = Field(
-        default=None, description="true when this came from the built-in fake fal: nothing real was generated or billed"
+        default=None, description="true from the sandbox fake fal: nothing real made or billed"
     )
 
     def structured(self) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class CancelResult(ToolOutput):
 
 
 class Price(BaseModel):
-    """What fal charges per unit (the unit varies: image, megapixels, seconds, ...)."""
+    """fal's price per unit (image, megapixels, seconds, ...)."""
 
     unit_price: float | None = None
     unit: str | None = None

@@ -19,8 +19,16 @@ _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains")
 _NULL = {"type": "null"}
 
 
-def compact_schema(schema: dict[str, Any], *, root: bool = True) -> dict[str, Any]:
-    """A copy of `schema` without titles, null-unions of optional fields and default-valued keywords."""
+def compact_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
+    """A copy of `schema` without titles, null-unions of optional fields and default-valued keywords.
+
+    With `output`, defaults go too: a result's reader has no use for them, and our structured results leave
+    out every null, so an optional field is either absent or of its declared type.
+    """
+    return _compact(schema, output=output, root=True)
+
+
+def _compact(schema: dict[str, Any], *, output: bool, root: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "title" or (root and key == "description"):
@@ -29,18 +37,21 @@ def compact_schema(schema: dict[str, Any], *, root: bool = True) -> dict[str, An
             continue
         if key in _SCHEMA_MAPS and isinstance(value, dict):
             members = cast(dict[str, Any], value)
-            out[key] = {name: _sub(member) for name, member in members.items()}
+            out[key] = {name: _sub(member, output) for name, member in members.items()}
         elif key in _SCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_sub(member) for member in cast(list[Any], value)]
+            out[key] = [_sub(member, output) for member in cast(list[Any], value)]
         elif key in _SCHEMA_VALUES:
-            out[key] = _sub(value)
+            out[key] = _sub(value, output)
         else:
             out[key] = value
-    return _without_optional_null(out)
+    out = _without_optional_null(out)
+    if output:
+        out.pop("default", None)
+    return out
 
 
-def _sub(value: Any) -> Any:
-    return compact_schema(cast(dict[str, Any], value), root=False) if isinstance(value, dict) else value
+def _sub(value: Any, output: bool) -> Any:
+    return _compact(cast(dict[str, Any], value), output=output, root=False) if isinstance(value, dict) else value
 
 
 def _without_optional_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -48,11 +59,14 @@ def _without_optional_null(schema: dict[str, Any]) -> dict[str, Any]:
     variants = schema.get("anyOf")
     if "default" not in schema or schema["default"] is not None or not isinstance(variants, list):
         return schema
-    others = [variant for variant in cast(list[Any], variants) if variant != _NULL]
-    if len(others) != 1 or len(cast(list[Any], variants)) != 2 or not isinstance(others[0], dict):
+    listed = cast(list[Any], variants)
+    others = [variant for variant in listed if variant != _NULL]
+    if len(others) == len(listed) or not others:
         return schema
-    kept = cast(dict[str, Any], others[0])
     rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
-    if set(kept) & set(rest):
+    if len(others) > 1:
+        return {"anyOf": others, **rest}
+    kept = others[0]
+    if not isinstance(kept, dict) or set(cast(dict[str, Any], kept)) & set(rest):
         return schema  # the two would clash; leave it as pydantic wrote it
-    return {**kept, **rest}
+    return {**cast(dict[str, Any], kept), **rest}

@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from fal_mcp.attachments import show_media
 from fal_mcp.client import ALREADY_COMPLETED, RequestOptions
 from fal_mcp.endpoint import EndpointId, resolve_endpoint
 from fal_mcp.models import QueueStatus
@@ -27,6 +28,7 @@ from fal_mcp.tools.arguments import (
     InputArg,
     LogsArg,
     OwnerArg,
+    PreviewsArg,
     PriorityArg,
     RequestIdArg,
     StartTimeoutArg,
@@ -62,14 +64,18 @@ class ProgressListener:
         await self._progress.report(describe_state(status))
 
 
-def _reply(ops: Operations, result: RequestResult) -> CallToolResult:
+async def _reply(ops: Operations, result: RequestResult, *, previews: bool) -> CallToolResult:
     if result.next_step is not None:
         headline = result.next_step
     else:
         headline = f"{result.endpoint_id} completed" + (
             f" (request {result.request_id})." if result.request_id else "."
         )
-    return success(headline, result, sandbox=ops.state.settings.sandbox)
+    settings = ops.state.settings
+    shown = await show_media(ops.state, result.output, previews=previews)
+    reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
+    reply.content += shown.blocks
+    return reply
 
 
 # -- the tools -------------------------------------------------------------------------------------------
@@ -96,19 +102,20 @@ async def run_model(
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
     validate: ValidateArg = True,
+    previews: PreviewsArg = True,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
     if mode == "sync":
-        return _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate))
+        return await _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate), previews=previews)
     budget = ops.wait_budget(wait_s)
     listener = ProgressListener(ctx)
     result = await ops.run_queued(
         endpoint, input, options, budget_s=budget, logs=logs, listener=listener, validate=validate
     )
-    return _reply(ops, result)
+    return await _reply(ops, result, previews=previews)
 
 
 @guarded("submit")
@@ -170,13 +177,14 @@ async def get_result(
         float, Field(description="Seconds to wait for completion (0: answer at once with the current state)", ge=0)
     ] = 0,
     logs: LogsArg = False,
+    previews: PreviewsArg = True,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     budget = ops.wait_budget(wait_s)
     result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=ProgressListener(ctx))
-    return _reply(ops, result)
+    return await _reply(ops, result, previews=previews)
 
 
 @guarded("cancel")

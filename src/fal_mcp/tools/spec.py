@@ -36,5 +36,5 @@ class ToolSpec:
         tool.parameters = compact_schema(tool.parameters)
         if tool.fn_metadata.output_schema is not None:
             # FuncMetadata reads this field live; structured results are still checked against the output model.
-            tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
+            tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
         return tool
