@@ -110,6 +110,9 @@ def test_stdio_sandbox_speaks_only_protocol_on_stdout(tmp_path: Path) -> None:
         "get-status",
         "get-result",
         "cancel",
+        "search-models",
+        "get-model-schema",
+        "upload-file",
     }
     result = replies[3]["result"]
     assert not result.get("isError")
@@ -156,4 +159,4 @@ async def test_stateless_http(tmp_path: Path) -> None:
             )
             assert result.structured_content is not None and result.structured_content["status"] == "COMPLETED"
         async with Client(server.url) as client:
-            assert len((await client.list_tools()).tools) == 5
+            assert len((await client.list_tools()).tools) == 8

@@ -94,21 +94,29 @@ def test_inspector_lists_the_tools(transport: str, http_sandbox: HttpServer, tmp
         assert tools[name]["title"]
 
 
+def call_tool(transport: str, http_sandbox: HttpServer, tool: str, arguments: str, cwd: Path) -> dict[str, Any]:
+    command = ["--method", "tools/call", "--tool-name", tool, "--tool-args-json", arguments]
+    return inspect(*target(transport, http_sandbox), *command, cwd=cwd)
+
+
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_inspector_runs_a_sandbox_model(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
-    result = inspect(
-        *target(transport, http_sandbox),
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "run-model",
-        "--tool-args-json",
-        RUN_ARGS,
-        cwd=tmp_path,
-    )
+    result = call_tool(transport, http_sandbox, "run-model", RUN_ARGS, tmp_path)
     assert result["isError"] is False
     envelope = result["structuredContent"]
     assert envelope["endpoint_id"] == "fal-ai/flux/schnell"
     assert envelope["status"] == "COMPLETED" and envelope["request_id"]
     assert envelope["output"]["images"][0]["content_type"] == "image/png"
     assert envelope["sandbox"] is True
+    kinds = [block["type"] for block in result["content"]]
+    assert kinds == ["text", "image", "resource_link"]  # the preview and the link reach an independent client
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_inspector_reads_a_model_schema(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+    """An independent client accepts the compacted output schema of a model-catalog tool."""
+    arguments = json.dumps({"endpoint_id": "fal-ai/flux/schnell"})
+    result = call_tool(transport, http_sandbox, "get-model-schema", arguments, tmp_path)
+    assert result["isError"] is False
+    fields = {field["name"]: field for field in result["structuredContent"]["input"]}
+    assert fields["prompt"]["required"] is True and "enum" in fields["image_size"]
