@@ -91,6 +91,7 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> Disk:
     outside = tmp_path_factory.mktemp("outside")
     (home / "pictures").mkdir()
     (home / "pictures" / "cat.png").write_bytes(picture(40, 30, 7))
+    (home / "pictures" / "été 2024.png").write_bytes(picture(20, 20, 3))
     (home / "pictures" / "big.png").write_bytes(os.urandom(int(UPLOAD_CAP_MB * 1_000_000) + 10_000))
     (home / ".ssh").mkdir()
     (home / ".ssh" / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n")
@@ -274,6 +275,17 @@ async def test_upload_falls_back_to_a_signed_url_without_credentials(
     assert fake.storage.files[uploaded["url"].rsplit("/", 1)[1]].data == disk.cat.read_bytes()
     assert "CDN upload" in failed and "signed-URL fallback" in failed and "500" in failed
     assert_credentials_kept_apart(fake)
+
+
+async def test_a_file_name_in_any_script_uploads(
+    sandbox: SandboxServer, fake: FakeFal, disk: Disk, tmp_path: Path
+) -> None:
+    async with connect("memory", sandbox, tmp_path, **upload_settings(disk)) as client:
+        uploaded = structured(
+            await client.call_tool("upload-file", {"path": (disk.home / "pictures" / "été 2024.png").as_uri()})
+        )
+    assert uploaded["file_name"] == "été 2024.png" and uploaded["size_bytes"] > 0
+    assert fake.requests_for("cdn-upload")[0].headers["x-fal-file-name"] == "%C3%A9t%C3%A9 2024.png"
 
 
 async def test_uploads_are_off_without_roots_and_over_http_client_roots_do_not_count(

@@ -13,7 +13,7 @@ from typing import Any
 from fal_mcp.endpoint import EndpointId
 from fal_mcp.replies import ToolFailure
 from fal_mcp.state import AppState, Caller
-from fal_mcp.uploads import RootsSource, Uploader
+from fal_mcp.uploads import RootsSource, Uploader, file_references, with_file_uris_replaced
 from fal_mcp.validation import input_problems
 
 
@@ -21,10 +21,15 @@ class InputRefused(ToolFailure):
     """The input does not fit the endpoint's schema; nothing was sent."""
 
 
+STAND_IN_URL = "https://v3.fal.media/files/local-file"
+"""What a `file://` URI is checked as: it will be an https URL on fal's CDN by the time it is sent."""
+
+
 async def check_input(state: AppState, caller: Caller, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
     """Refuse, field by field, an input the endpoint's schema rules out."""
     schema = await state.catalog.schema_for_checking(caller.fal, endpoint)
-    problems = input_problems(schema, payload) if schema is not None else None
+    as_sent = with_file_uris_replaced(payload, {ref: STAND_IN_URL for _, ref in file_references(payload)})
+    problems = input_problems(schema, as_sent) if schema is not None else None
     if problems:
         raise InputRefused(
             f"input refused before sending it to {endpoint}, so nothing was billed: {'; '.join(problems)}. "

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -105,7 +106,7 @@ class FalStorage:
             headers={
                 "Authorization": f"{token.token_type} {token.token}",
                 "Content-Type": upload.content_type,
-                "X-Fal-File-Name": upload.file_name,
+                "X-Fal-File-Name": quote(upload.file_name, safe=" ._-()[]"),
             },
             timeout=UPLOAD_TIMEOUT,
         )

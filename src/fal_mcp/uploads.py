@@ -50,6 +50,11 @@ def _replaced(value: Any, urls: Mapping[str, str]) -> Any:
     return value
 
 
+def with_file_uris_replaced(payload: Mapping[str, Any], urls: Mapping[str, str]) -> Mapping[str, Any]:
+    """`payload` with each `file://` URI that `urls` maps replaced by its URL (a copy; `payload` is kept)."""
+    return cast(Mapping[str, Any], _replaced(payload, urls)) if urls else payload
+
+
 @dataclass(frozen=True)
 class Uploader:
     """Uploads for one caller: its fal key pays, its client's roots (over stdio) widen the fence."""
@@ -98,4 +103,4 @@ class Uploader:
                 urls[reference] = (await self.upload(reference, fence)).url
             except UploadRefused as refused:
                 raise UploadRefused(f"{where}: {refused}") from None
-        return cast(Mapping[str, Any], _replaced(payload, urls))
+        return with_file_uris_replaced(payload, urls)
