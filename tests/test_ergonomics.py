@@ -346,9 +346,12 @@ async def test_previews_turn_off_links_stay(sandbox: SandboxServer, fake: FakeFa
         later = await client.call_tool("get-result", {"endpoint_id": FLUX, "request_id": rid})
     async with connect("memory", sandbox, tmp_path, previews=False) as client:
         knob = await client.call_tool("run-model", arguments)
+    async with connect("memory", sandbox, tmp_path, preview_count=1) as client:
+        capped = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x", "num_images": 3}})
     assert previews(off) == [] and previews(knob) == [] and len(links(off)) == 1 and len(links(knob)) == 1
     assert len(previews(later)) == 1 and links(later) == links(off)  # get-result previews too
-    assert len(fake.requests_for("cdn")) == 1
+    assert len(previews(capped)) == 1 and len(links(capped)) == 3 and "1 of 3 images previewed" in text_of(capped)
+    assert len(fake.requests_for("cdn")) == 2
 
 
 async def test_previews_are_fetched_only_from_safe_places_and_without_credentials(
@@ -365,9 +368,10 @@ async def test_previews_are_fetched_only_from_safe_places_and_without_credential
         "metadata": {"url": "https://169.254.169.254/latest/meta-data/x.png", "content_type": "image/png"},
         "private": {"url": "https://10.0.0.1/x.jpg"},
         "video": {"url": f"https://127.0.0.1:{port}/v.mp4"},
+        "garbage": {"url": "data:image/png;base64," + base64.b64encode(b"not a picture " * 40).decode()},
     }
     try:
-        async with connect("memory", sandbox, tmp_path) as client:
+        async with connect("memory", sandbox, tmp_path, preview_count=8) as client:
             result = await client.call_tool("run-model", {"endpoint_id": ECHO, "input": hostile})
     finally:
         trap.shutdown()
@@ -375,6 +379,7 @@ async def test_previews_are_fetched_only_from_safe_places_and_without_credential
     assert Trap.seen == [], "no preview fetch may reach a private or plain-http address"
     text = text_of(result)
     assert "only https URLs are fetched" in text and "private, loopback or reserved" in text
+    assert "output.echo.garbage (not an image Pillow can read" in text  # and the result still arrives
     assert previews(result) == [] and len(links(result)) == 6
 
 

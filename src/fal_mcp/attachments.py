@@ -101,6 +101,9 @@ async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
         except (FetchRefused, PreviewFailed) as failure:
             logger.info("no preview of %s: %s", ref.where, failure)
             outcomes[index] = str(failure)
+        except Exception:  # a preview is a courtesy: no decoder bug may cost the user a paid result
+            logger.warning("preview of %s failed unexpectedly", ref.where, exc_info=True)
+            outcomes[index] = "the image could not be decoded"
 
     async with anyio.create_task_group() as group:
         for index, ref in enumerate(wanted):
