@@ -9,6 +9,8 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -255,6 +257,14 @@ def assert_credentials_kept_apart(fake: FakeFal) -> None:
             assert authorization == f"Key {SANDBOX_KEY}", recorded.route
 
 
+@pytest.mark.parametrize("transport", ["memory", "http"])
+async def test_without_configured_roots_uploads_are_off(open_client: Any, fake: FakeFal, disk: Disk) -> None:
+    async with open_client() as client:
+        message = refusal(await client.call_tool("upload-file", {"path": str(disk.cat)}))
+    assert "uploads are off" in message and "FAL_MCP_UPLOAD_ROOTS" in message
+    assert fake.requests == []
+
+
 async def test_upload_falls_back_to_a_signed_url_without_credentials(
     sandbox: SandboxServer, fake: FakeFal, disk: Disk, tmp_path: Path
 ) -> None:
@@ -461,3 +471,10 @@ async def test_the_tool_list_fits_its_token_budget(sandbox: SandboxServer, tmp_p
         dumped = json.dumps(tool.input_schema) + json.dumps(tool.output_schema)
         assert '"title"' not in dumped, f"{tool.name} still carries schema titles"
         assert '{"type": "null"}' not in json.dumps(tool.input_schema), f"{tool.name} has an optional-null union"
+
+
+def test_pillow_and_jsonschema_load_on_first_use_not_at_start() -> None:
+    """Every stdio launch pays for what the server imports; previews and validation load theirs when used."""
+    probe = "import sys, fal_mcp.cli, fal_mcp.server; print(sorted({'PIL', 'jsonschema'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

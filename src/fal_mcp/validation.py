@@ -12,13 +12,12 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
-from referencing.exceptions import Unresolvable
+from typing import TYPE_CHECKING, Any, cast
 
 from fal_mcp.schemas import EndpointSchema, type_label
+
+if TYPE_CHECKING:  # jsonschema is imported on first use: it costs ~30 ms of every server start otherwise
+    from jsonschema.exceptions import ValidationError
 
 MAX_SHOWN = 60
 """Characters of a caller's value shown in a message (a data URI must not flood the refusal)."""
@@ -125,6 +124,10 @@ def _unknown_fields(schema: EndpointSchema, payload: Mapping[str, Any]) -> list[
 def input_problems(schema: EndpointSchema, payload: Mapping[str, Any]) -> list[str] | None:
     """Every way `payload` does not fit `schema`, one plain sentence each: empty when it fits, None when the
     schema itself cannot be used (a broken `$ref` or pattern in fal's document must not stop a run)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from referencing.exceptions import Unresolvable
+
     components = cast(dict[str, Any], schema.input_schema.get("components", {})).get("schemas", {})
     try:
         validator = Draft202012Validator(schema.input_schema)
