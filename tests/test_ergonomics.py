@@ -364,6 +364,20 @@ async def test_previews_turn_off_links_stay(sandbox: SandboxServer, fake: FakeFa
     assert len(fake.requests_for("cdn")) == 2
 
 
+async def test_preview_downloads_are_capped_in_size_and_time(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    arguments = {"endpoint_id": FLUX, "input": {"prompt": "x"}}
+    async with connect("memory", sandbox, tmp_path, preview_fetch_max_mb=0.0001) as client:
+        too_big = await client.call_tool("run-model", arguments)
+    async with connect("memory", sandbox, tmp_path, preview_timeout_s=0.2) as client:
+        fake.inject(Fault(route="cdn", delay_s=1.5))
+        too_slow = await client.call_tool("run-model", arguments)
+    assert previews(too_big) == [] and "larger than 0.0001 MB" in text_of(too_big)
+    assert previews(too_slow) == [] and "no answer within 0.2s" in text_of(too_slow)
+    assert structured(too_big)["output"]["images"] and structured(too_slow)["output"]["images"]
+
+
 async def test_previews_are_fetched_only_from_safe_places_and_without_credentials(
     sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
 ) -> None:
@@ -436,6 +450,8 @@ async def test_model_tools_refuse_clearly(sandbox: SandboxServer, fake: FakeFal,
         bad_limit = refusal(await client.call_tool("search-models", {"limit": 500}))
         with pytest.raises(Exception, match="no-such"):
             await client.read_resource("fal://models/fal-ai/no-such/schema")
+        with pytest.raises(Exception, match="invalid endpoint_id"):
+            await client.read_resource("fal://models/fal-ai/../admin/schema")
         templates = (await client.list_resource_templates()).resource_templates
         fake.inject(Fault(route="models", status=503, times=10))
         down = refusal(await client.call_tool("search-models", {"query": "x"}))
