@@ -8,28 +8,28 @@ import pytest
 
 from fal_mcp.fence import UploadRefused, local_path, sensitive_reason
 
-HOME = "/home/me"
+HOME = "/srv/me"
 
 
 @pytest.mark.parametrize(
     ("reference", "windows", "expected"),
     [
-        ("/home/me/cat.png", False, PurePosixPath("/home/me/cat.png")),
-        ("  /home/me/cat.png\n", False, PurePosixPath("/home/me/cat.png")),
-        ("~/cat.png", False, PurePosixPath("/home/me/cat.png")),
-        ("~", False, PurePosixPath("/home/me")),
-        ("file:///home/me/my%20cat.png", False, PurePosixPath("/home/me/my cat.png")),
-        ("file://localhost/home/me/cat.png", False, PurePosixPath("/home/me/cat.png")),
-        ("FILE:///home/me/cat.png", False, PurePosixPath("/home/me/cat.png")),
-        (r"C:\Users\me\cat.png", True, PureWindowsPath(r"C:\Users\me\cat.png")),
-        ("C:/Users/me/cat.png", True, PureWindowsPath(r"C:\Users\me\cat.png")),
-        ("file:///C:/Users/me/cat.png", True, PureWindowsPath(r"C:\Users\me\cat.png")),
+        ("/srv/me/cat.png", False, PurePosixPath("/srv/me/cat.png")),
+        ("  /srv/me/cat.png\n", False, PurePosixPath("/srv/me/cat.png")),
+        ("~/cat.png", False, PurePosixPath("/srv/me/cat.png")),
+        ("~", False, PurePosixPath("/srv/me")),
+        ("file:///srv/me/my%20cat.png", False, PurePosixPath("/srv/me/my cat.png")),
+        ("file://localhost/srv/me/cat.png", False, PurePosixPath("/srv/me/cat.png")),
+        ("FILE:///srv/me/cat.png", False, PurePosixPath("/srv/me/cat.png")),
+        (r"D:\Data\me\cat.png", True, PureWindowsPath(r"D:\Data\me\cat.png")),
+        ("D:/Data/me/cat.png", True, PureWindowsPath(r"D:\Data\me\cat.png")),
+        ("file:///D:/Data/me/cat.png", True, PureWindowsPath(r"D:\Data\me\cat.png")),
         (r"\\server\share\cat.png", True, PureWindowsPath(r"\\server\share\cat.png")),
-        (r"~\cat.png", True, PureWindowsPath(r"C:\Users\me\cat.png")),
+        (r"~\cat.png", True, PureWindowsPath(r"D:\Data\me\cat.png")),
     ],
 )
 def test_local_path_understands_every_way_of_naming_a_file(reference: str, windows: bool, expected: PurePath) -> None:
-    home = r"C:\Users\me" if windows else HOME
+    home = r"D:\Data\me" if windows else HOME
     assert local_path(reference, windows=windows, home=home) == expected
 
 
@@ -39,11 +39,11 @@ def test_local_path_understands_every_way_of_naming_a_file(reference: str, windo
         ("", "empty"),
         ("cat.png", "not an absolute path"),
         ("./cat.png", "not an absolute path"),
-        ("/home/me/../etc/passwd", "'..'"),
-        ("file:///home/me/a/../../etc/shadow", "'..'"),
+        ("/srv/me/../etc/passwd", "'..'"),
+        ("file:///srv/me/a/../../etc/shadow", "'..'"),
         ("file://evil.example/share/cat.png", "another machine"),
-        (r"C:\Users\me\cat.png", "Windows path"),
-        ("/home/me/cat\x00.png", "NUL"),
+        (r"D:\Data\me\cat.png", "Windows path"),
+        ("/srv/me/cat\x00.png", "NUL"),
     ],
 )
 def test_local_path_refuses(reference: str, reason: str) -> None:

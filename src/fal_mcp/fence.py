@@ -74,7 +74,7 @@ def local_path(reference: str, *, windows: bool = os.name == "nt", home: str | N
             raise UploadRefused(f"the file URI names another machine ({parts.netloc!r}); only local files upload")
         text = unquote(parts.path)
         if _URI_DRIVE.match(text):
-            text = text[1:]  # file:///C:/Users/... -> C:/Users/...
+            text = text[1:]  # file:///D:/Data/... -> D:/Data/...
     looks_windows = bool(_WINDOWS_DRIVE.match(text)) or text.startswith("\\\\")
     if looks_windows and not windows:
         raise UploadRefused(f"{reference!r} is a Windows path, but this server does not run on Windows")
