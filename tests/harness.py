@@ -40,6 +40,13 @@ CONTRACT_HINTS = {  # the contract's five core tools: readOnly, destructive, ide
     "cancel": (False, True, True, True),
 }
 CORE_TOOLS = frozenset(CONTRACT_HINTS)
+TOOL_HINTS = {  # every tool the server lists, with its hints
+    **CONTRACT_HINTS,
+    "search-models": (True, False, True, True),
+    "get-model-schema": (True, False, True, True),
+    "upload-file": (False, False, False, True),
+    "list-requests": (True, False, True, False),
+}
 
 
 def fal_mcp_command() -> str:

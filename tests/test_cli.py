@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from fal_mcp import __version__
-from tests.harness import CORE_TOOLS, base_env, fal_mcp_command, http_server, initialize, raw_stdio_session
+from tests.harness import TOOL_HINTS, base_env, fal_mcp_command, http_server, initialize, raw_stdio_session
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +64,7 @@ def test_stdio_sandbox_speaks_only_protocol_on_stdout(tmp_path: Path) -> None:
         },
     ]
     replies, stderr = raw_stdio_session(messages, {}, tmp_path, "--sandbox", "-vv")
-    assert {t["name"] for t in replies[2]["result"]["tools"]} >= CORE_TOOLS
+    assert {t["name"] for t in replies[2]["result"]["tools"]} == set(TOOL_HINTS)
     result = replies[3]["result"]
     assert not result.get("isError")
     assert result["structuredContent"]["sandbox"] is True
@@ -110,4 +110,4 @@ async def test_stateless_http(tmp_path: Path) -> None:
             )
             assert result.structured_content is not None and result.structured_content["status"] == "COMPLETED"
         async with Client(server.url) as client:
-            assert {t.name for t in (await client.list_tools()).tools} >= CORE_TOOLS
+            assert {t.name for t in (await client.list_tools()).tools} == set(TOOL_HINTS)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import CONTRACT_HINTS, HttpServer, fal_mcp_command, start_http_server
+from tests.harness import TOOL_HINTS, HttpServer, fal_mcp_command, start_http_server
 
 INSPECTOR_VERSION = "2.12.0"
 RUN_ARGS = json.dumps({"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "a lighthouse at dusk"}})
@@ -72,13 +72,13 @@ def target(transport: str, http_sandbox: HttpServer) -> list[str]:
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_inspector_lists_the_five_core_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+def test_inspector_lists_the_tools(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
     tools = {
         tool["name"]: tool
         for tool in inspect(*target(transport, http_sandbox), "--method", "tools/list", cwd=tmp_path)["tools"]
     }
-    assert set(tools) >= set(CONTRACT_HINTS)
-    for name, hints in CONTRACT_HINTS.items():
+    assert set(tools) == set(TOOL_HINTS)
+    for name, hints in TOOL_HINTS.items():
         annotations = tools[name]["annotations"]
         assert (
             annotations["readOnlyHint"],
@@ -90,24 +90,32 @@ def test_inspector_lists_the_five_core_tools(transport: str, http_sandbox: HttpS
         assert tools[name]["title"]
 
 
+def call_tool(transport: str, http_sandbox: HttpServer, tool: str, arguments: str, cwd: Path) -> dict[str, Any]:
+    command = ["--method", "tools/call", "--tool-name", tool, "--tool-args-json", arguments]
+    return inspect(*target(transport, http_sandbox), *command, cwd=cwd)
+
+
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_inspector_runs_a_sandbox_model(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
-    result = inspect(
-        *target(transport, http_sandbox),
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "run-model",
-        "--tool-args-json",
-        RUN_ARGS,
-        cwd=tmp_path,
-    )
+    result = call_tool(transport, http_sandbox, "run-model", RUN_ARGS, tmp_path)
     assert result["isError"] is False
     envelope = result["structuredContent"]
     assert envelope["endpoint_id"] == "fal-ai/flux/schnell"
     assert envelope["status"] == "COMPLETED" and envelope["request_id"]
     assert envelope["output"]["images"][0]["content_type"] == "image/png"
     assert envelope["sandbox"] is True
+    kinds = [block["type"] for block in result["content"]]
+    assert kinds == ["text", "image", "resource_link"]  # the preview and the link reach an independent client
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_inspector_reads_a_model_schema(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+    """An independent client accepts the compacted output schema of a model-catalog tool."""
+    arguments = json.dumps({"endpoint_id": "fal-ai/flux/schnell"})
+    result = call_tool(transport, http_sandbox, "get-model-schema", arguments, tmp_path)
+    assert result["isError"] is False
+    fields = {field["name"]: field for field in result["structuredContent"]["input"]}
+    assert fields["prompt"]["required"] is True and "enum" in fields["image_size"]
 
 
 @pytest.fixture(scope="module")

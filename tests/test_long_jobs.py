@@ -144,8 +144,10 @@ async def test_three_minute_job_streams_progress_with_heartbeat(
     assert any(m.startswith("still running") for m in messages), messages  # the 2.4 s run has no news: heartbeats
     assert messages[-1] == "completed"
     rid = envelope["request_id"]
-    to_fal = [r.route for r in slow_fake.requests]
-    assert to_fal == ["submit", "stream", "result"], to_fal  # the target: at most 4 requests per completed job
+    to_fal = [r.route for r in slow_fake.requests if r.route != "cdn"]
+    # the target: at most 4 requests per completed job (the model's schema is looked up once, then cached)
+    assert [r for r in to_fal if r != "models"] == ["submit", "stream", "result"], to_fal
+    assert len(to_fal) <= 4, to_fal
     assert all(r.request_id in (None, rid) for r in slow_fake.requests)
 
 

@@ -82,8 +82,10 @@ async def test_submit_poll_fetch(http: httpx.AsyncClient, fake: FakeFal) -> None
     assert body["status"] == "COMPLETED" and body["request_id"] == rid
     assert body["output"]["images"][0]["content_type"] == "image/png"
     assert "inference_time" in body["metrics"]
-    assert [r.route for r in fake.requests][:1] == ["submit"] and fake.jobs[rid].input == {"prompt": "a red fox"}
-    assert {r.headers.get("authorization") for r in fake.requests} == {f"Key {SANDBOX_KEY}"}
+    to_fal = [r for r in fake.requests if r.route != "cdn"]  # media files are public: fetched with no key
+    assert [r.route for r in to_fal if r.route != "models"][:1] == ["submit"]
+    assert fake.jobs[rid].input == {"prompt": "a red fox"}
+    assert {r.headers.get("authorization") for r in to_fal} == {f"Key {SANDBOX_KEY}"}
 
     already = await http.put(handle["cancel_url"])
     assert already.status_code == 200 and already.json()["status"] == "ALREADY_COMPLETED"
@@ -112,7 +114,13 @@ async def test_running_requests_answer_202_and_cancel(http: httpx.AsyncClient, f
 
 
 async def test_fal_failures_keep_their_meaning(http: httpx.AsyncClient, fake: FakeFal) -> None:
-    rid = (await http.post(f"/v1/models/{FLUX}/requests", json={"image_size": "huge"})).json()["request_id"]
+    refused = error_of(await http.post(f"/v1/models/{FLUX}/requests", json={"image_size": "huge"}), 422)
+    assert "prompt" in refused["message"] and "image_size" in refused["message"]  # checked before fal saw it
+    assert not fake.requests_for("submit")
+    unchecked = await http.post(
+        f"/v1/models/{FLUX}/requests", params={"validate": "false"}, json={"image_size": "huge"}
+    )
+    rid = unchecked.json()["request_id"]
     invalid = error_of(await http.get(f"/v1/models/fal-ai/flux/requests/{rid}", params={"wait_s": 10}), 422)
     assert invalid["fal_status"] == 422 and "prompt" in invalid["message"]
     assert {tuple(field["loc"]) for field in invalid["fields"]} >= {("prompt",), ("image_size",)}

@@ -145,7 +145,14 @@ def test_base_app_id_strips_the_subpath(endpoint: str, base: str) -> None:
         ("GET", "/run/fal-ai/flux/dev", Target("other")),
         ("PUT", "/queue/fal-ai/flux/requests/r1/status", Target("other")),
         ("GET", "/", Target("other")),
-        ("GET", "/api/v1/models", Target("other")),
+        ("GET", "/api/v2/models", Target("other")),
+        ("GET", "/api/v1/models", Target("models")),
+        ("GET", "/api/v1/models/pricing", Target("pricing")),
+        ("POST", "/rest/storage/auth/token", Target("cdn-token")),
+        ("POST", "/rest/storage/upload/initiate", Target("upload-initiate")),
+        ("POST", "/cdn/files/upload", Target("cdn-upload")),
+        ("PUT", "/signed/abc", Target("signed-upload", file_name="abc")),
+        ("GET", "/signed/abc", Target("other")),
     ],
 )
 def test_classify(method: str, path: str, target: Target) -> None:
@@ -429,12 +436,12 @@ def test_unknown_request_ids_are_404(client: httpx.Client, server: SandboxServer
 def test_other_paths_are_404_and_recorded(
     anonymous: httpx.Client, client: httpx.Client, server: SandboxServer, fake: FakeFal
 ) -> None:
-    for method, path in [("GET", "/"), ("GET", "/api/v1/models"), ("GET", f"/run/{FLUX}"), ("DELETE", "/queue/x")]:
+    for method, path in [("GET", "/"), ("GET", "/api/v2/models"), ("GET", f"/run/{FLUX}"), ("DELETE", "/queue/x")]:
         answer = client.request(method, server.url + path)
         assert answer.status_code == 404 and answer.json() == {"detail": "Not Found"}
     assert [recorded.path for recorded in fake.requests_for("other")] == [
         "/",
-        "/api/v1/models",
+        "/api/v2/models",
         f"/run/{FLUX}",
         "/queue/x",
     ]

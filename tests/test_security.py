@@ -58,7 +58,7 @@ def trap() -> Iterator[str]:
 
 
 async def exercise_every_tool(client: Client, trap: str, fake: FakeFal) -> list[str]:
-    """Happy and failing calls of all five tools; returns everything the client was shown."""
+    """Happy and failing calls of every tool; returns everything the client was shown."""
     shown: list[str] = []
 
     async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -67,9 +67,13 @@ async def exercise_every_tool(client: Client, trap: str, fake: FakeFal) -> list[
         return result.structured_content or {}
 
     shown.append((await client.list_tools()).model_dump_json())
+    await call("search-models", {"query": "image"})
+    await call("get-model-schema", {"endpoint_id": FLUX})
+    await call("upload-file", {"path": "/etc/passwd"})  # refused: no allowed folder
     await call("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}, "logs": True})
     await call("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}, "mode": "sync"})
-    await call("run-model", {"endpoint_id": FLUX, "input": {}})  # 422
+    await call("run-model", {"endpoint_id": FLUX, "input": {}})  # refused before sending
+    await call("run-model", {"endpoint_id": FLUX, "input": {}, "validate": False})  # fal's 422
     await call("run-model", {"endpoint_id": "fal-ai/sandbox/always-fails", "input": {"prompt": "x"}})
     await call("run-model", {"endpoint_id": "fal-ai/../x", "input": {}})
     submitted = await call("submit", {"endpoint_id": VIDEO, "input": {"prompt": "x"}, "webhook_url": f"{trap}/hook"})

@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, TextContent
 
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from tests.conftest import env_for
-from tests.harness import CONTRACT_HINTS, CORE_TOOLS, TRANSPORTS, HttpServer, connect, start_http_server
+from tests.harness import TOOL_HINTS, TRANSPORTS, HttpServer, connect, start_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -72,11 +72,11 @@ def error_text(result: CallToolResult) -> str:
     return text_of(result)
 
 
-async def test_lists_the_five_core_tools_with_contract_annotations(client_factory: Any) -> None:
+async def test_lists_exactly_the_tools_with_contract_annotations(client_factory: Any) -> None:
     async with client_factory() as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) >= CORE_TOOLS
-    for name, (read_only, destructive, idempotent, open_world) in CONTRACT_HINTS.items():
+    assert set(tools) == set(TOOL_HINTS)
+    for name, (read_only, destructive, idempotent, open_world) in TOOL_HINTS.items():
         tool = tools[name]
         assert tool.title and tool.description and len(tool.description) < 200
         hints = tool.annotations
@@ -130,7 +130,8 @@ async def test_run_model_sync_and_segment_form(client_factory: Any, fake: FakeFa
         )
     assert sync["status"] == "COMPLETED" and sync["endpoint_id"] == FLUX
     assert sync["output"]["images"]
-    assert [r.route for r in fake.requests] == ["run"]
+    # besides the run: the schema lookup ("models") and the preview's download ("cdn"), neither billed
+    assert [r.route for r in fake.requests if r.route not in ("models", "cdn")] == ["run"]
 
 
 async def test_wait_budget_returns_the_handle_and_get_result_finishes(client_factory: Any, fake: FakeFal) -> None:
@@ -215,12 +216,18 @@ async def test_failed_generation_is_an_error_but_its_status_is_not(client_factor
 
 
 async def test_invalid_input_names_the_fields(client_factory: Any) -> None:
+    """fal's own 422, when the input is sent unchecked (test_ergonomics covers the check before sending)."""
     async with client_factory() as client:
         queued = error_text(
-            await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"num_images": 9, "image_size": "huge"}})
+            await client.call_tool(
+                "run-model",
+                {"endpoint_id": FLUX, "input": {"num_images": 9, "image_size": "huge"}, "validate": False},
+            )
         )
         sync = error_text(
-            await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"image_size": "huge"}, "mode": "sync"})
+            await client.call_tool(
+                "run-model", {"endpoint_id": FLUX, "input": {"image_size": "huge"}, "mode": "sync", "validate": False}
+            )
         )
     for message in (queued, sync):
         assert "422" in message and "prompt" in message and "image_size" in message and "Fix" in message
@@ -257,7 +264,7 @@ async def test_hostile_ids_are_refused_before_any_request(client_factory: Any, f
                 assert "request_id" in message
         assert structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))["output"]
     assert [r.route for r in fake.requests if r.route in ("run", "submit")] == ["submit"]
-    assert all(r.route in ("submit", "stream", "status", "result") for r in fake.requests)
+    assert all(r.route in ("models", "submit", "stream", "status", "result", "cdn") for r in fake.requests)
 
 
 async def test_wrong_argument_types_are_clear_errors(client_factory: Any) -> None:
@@ -345,13 +352,13 @@ async def test_missing_bad_and_locked_keys(
             try:
                 async with connect("http", sandbox, tmp_path, http_url=server.url) as client:
                     message = error_text(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))
-                    assert {t.name for t in (await client.list_tools()).tools} >= CORE_TOOLS  # still serving
+                    assert {t.name for t in (await client.list_tools()).tools} == set(TOOL_HINTS)  # still serving
             finally:
                 server.stop()
         else:
             async with connect(transport, sandbox, tmp_path, key=key) as client:
                 message = error_text(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))
-                assert {t.name for t in (await client.list_tools()).tools} >= CORE_TOOLS
+                assert {t.name for t in (await client.list_tools()).tools} == set(TOOL_HINTS)
         for fragment in expected:
             assert fragment in message, message
         if key is not None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from fal_mcp import __version__
 from fal_mcp.endpoint import EndpointId, FalUrls
@@ -137,7 +137,12 @@ class FalClient:
         async with http:
             yield cls(
                 http,
-                FalUrls(run_base=settings.run_url, queue_base=settings.queue_url),
+                FalUrls(
+                    run_base=settings.run_url,
+                    queue_base=settings.queue_url,
+                    api_base=settings.api_url,
+                    rest_base=settings.rest_url,
+                ),
                 key=settings.key,
                 retry=RetryPolicy(retries=settings.retries, max_retry_after_s=settings.max_retry_after_s),
                 timeouts=timeouts,
@@ -150,6 +155,24 @@ class FalClient:
     @property
     def has_key(self) -> bool:
         return self._key is not None
+
+    @property
+    def public_http(self) -> httpx.AsyncClient:
+        """The shared pool for requests that must carry no fal credential (CDN uploads, signed URLs, media).
+
+        The pool itself holds no key (each fal request adds its own header), so whatever is sent through it
+        directly goes out without one.
+        """
+        return self._http
+
+    async def call_api(self, method: str, url: str, what: str, *, json_body: Mapping[str, Any] | None = None) -> Any:
+        """An authenticated JSON call to fal's platform or storage API, at a URL built by `self.urls`.
+
+        Retried like a status call: none of these starts (or bills) a generation.
+        """
+        if not self.urls.owns(url):
+            raise ValueError(f"{what}: refusing to send the fal key outside the configured fal URLs")
+        return _json(await self._send(method, url, what, json_body=json_body), what)
 
     # -- the five operations -------------------------------------------------------------------------
 
@@ -187,14 +210,14 @@ class FalClient:
             params={"fal_webhook": webhook_url} if webhook_url else None,
             idempotent=False,
         )
-        return _parse(SubmitResponse, _json(response, what), what)
+        return read_answer(SubmitResponse, _json(response, what), what)
 
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> QueueStatus:
         what = f"status of {request_id}"
         response = await self._send(
             "GET", self.urls.status(endpoint, request_id), what, params={"logs": "1" if logs else "0"}
         )
-        return _parse(QueueStatus, _json(response, what), what)
+        return read_answer(QueueStatus, _json(response, what), what)
 
     @asynccontextmanager
     async def status_stream(
@@ -331,10 +354,11 @@ def _json(response: httpx.Response, what: str) -> Any:
         raise FalProtocolError(f"{what}: fal answered {response.status_code} with a body that is not JSON") from exc
 
 
-_ModelT = TypeVar("_ModelT", SubmitResponse, QueueStatus)
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
-def _parse(model: type[_ModelT], data: Any, what: str) -> _ModelT:
+def read_answer(model: type[_ModelT], data: Any, what: str) -> _ModelT:
+    """Read a decoded fal answer into `model`; an answer we cannot read is a `FalProtocolError`."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

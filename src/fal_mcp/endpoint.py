@@ -14,7 +14,9 @@ host or escape the path a request goes to.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
 NAMESPACES = frozenset({"workflows", "comfy"})
 """First segments that make an id three segments deep at the base (fal's ``APP_NAMESPACES``)."""
@@ -134,12 +136,58 @@ def join_url(base: str, *parts: str) -> str:
     return f"{base.rstrip('/')}/{tail}" if tail else base.rstrip("/")
 
 
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, with the default port filled in; None for anything else."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _with_query(url: str, query: Iterable[tuple[str, str]]) -> str:
+    encoded = urlencode(list(query))
+    return f"{url}?{encoded}" if encoded else url
+
+
 @dataclass(frozen=True, slots=True)
 class FalUrls:
     """Builds every fal URL from the configured bases; the only place request URLs are made."""
 
     run_base: str
     queue_base: str
+    api_base: str = "https://api.fal.ai"
+    rest_base: str = "https://rest.fal.ai"
+
+    def owns(self, url: str) -> bool:
+        """Whether `url` lies under one of the configured fal bases (the only places a credential may go)."""
+        bases = (self.run_base, self.queue_base, self.api_base, self.rest_base)
+        return any(url == base or url.startswith((base + "/", base + "?")) for base in bases)
+
+    def same_origin(self, url: str) -> bool:
+        """Whether `url` is on the scheme, host and port of a configured fal base (the sandbox's CDN is)."""
+        origin = _origin(url)
+        return origin is not None and any(
+            origin == _origin(base) for base in (self.run_base, self.queue_base, self.api_base, self.rest_base)
+        )
+
+    def models(self, query: Iterable[tuple[str, str]]) -> str:
+        """The platform API's model listing (search, find, list) with these query parameters."""
+        return _with_query(join_url(self.api_base, "v1/models"), query)
+
+    def pricing(self, endpoints: Iterable[EndpointId]) -> str:
+        return _with_query(join_url(self.api_base, "v1/models/pricing"), (("endpoint_id", str(e)) for e in endpoints))
+
+    def cdn_token(self) -> str:
+        """Where a short-lived token for the v3 CDN is issued (reference section 6.1)."""
+        return _with_query(join_url(self.rest_base, "storage/auth/token"), [("storage_type", "fal-cdn-v3")])
+
+    def upload_initiate(self) -> str:
+        """Where a signed upload URL is issued, the fallback when the CDN upload fails."""
+        return _with_query(join_url(self.rest_base, "storage/upload/initiate"), [("storage_type", "gcs")])
 
     def run(self, endpoint: EndpointId) -> str:
         return join_url(self.run_base, str(endpoint))

@@ -149,6 +149,17 @@ class Guards:
     def check_endpoint(self, endpoint: EndpointId) -> None:
         self.policy.check(endpoint)
 
+    def check(self, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
+        """What can be refused without asking anyone: the endpoint lists and the input's size."""
+        self.policy.check(endpoint)
+        size = input_size(payload)
+        if size > self.max_input_bytes:
+            raise Refused(
+                f"the input is {size} bytes; this server accepts at most {self.max_input_bytes} "
+                "(FAL_MCP_MAX_INPUT_BYTES). Upload large files and pass their URLs instead. Nothing was sent to fal.",
+                status_code=413,
+            )
+
     @asynccontextmanager
     async def starting(
         self, partition: str, fal: FalClient, endpoint: EndpointId, payload: Mapping[str, Any]
@@ -158,14 +169,7 @@ class Guards:
         The run counts as running while the block lasts; a job named with `Start.queued` counts until fal says
         it ended.
         """
-        self.policy.check(endpoint)
-        size = input_size(payload)
-        if size > self.max_input_bytes:
-            raise Refused(
-                f"the input is {size} bytes; this server accepts at most {self.max_input_bytes} "
-                "(FAL_MCP_MAX_INPUT_BYTES). Upload large files and pass their URLs instead. Nothing was sent to fal.",
-                status_code=413,
-            )
+        self.check(endpoint, payload)
         account = self._accounts.get(partition) or self._open_account(partition)
         account.users += 1  # before any await: the account cannot be forgotten under us
         start: Start | None = None

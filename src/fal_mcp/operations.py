@@ -29,8 +29,10 @@ from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, FalTransport
 from fal_mcp.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 from fal_mcp.models import COMPLETED, QueueStatus
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.preflight import prepare_input
 from fal_mcp.replies import AfterSubmit, ToolFailure
 from fal_mcp.state import AppState, Caller
+from fal_mcp.uploads import RootsSource
 from fal_mcp.waiting import describe_state, fetch_output, fingerprint, follow
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class Operations:
 
     state: AppState
     caller: Caller
+    client_roots: RootsSource | None = None
+    """The MCP client's roots, asked for only when an input names a local file."""
 
     def wait_budget(self, wait_s: float | None) -> float:
         settings = self.state.settings
@@ -101,8 +105,12 @@ class Operations:
     # -- sending ------------------------------------------------------------------------------------
 
     async def run_sync(
-        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions
+        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions, *, validate: bool = True
     ) -> RequestResult:
+        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload):
             row = await history.begin(partition, str(endpoint), payload, "run-model (sync)")
@@ -130,7 +138,12 @@ class Operations:
         *,
         webhook_url: str | None = None,
         origin: str = "submit",
+        validate: bool = True,
     ) -> SubmitResult:
+        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
             row = await history.begin(partition, str(endpoint), payload, origin)
@@ -167,9 +180,10 @@ class Operations:
         budget_s: float,
         logs: bool = False,
         listener: Listener | None = None,
+        validate: bool = True,
     ) -> RequestResult:
         """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
-        submitted = await self.submit(endpoint, payload, options, origin="run-model")
+        submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate)
         try:
             return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, announce=True)
         except Exception as exc:

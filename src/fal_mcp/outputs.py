@@ -13,7 +13,7 @@ class ToolOutput(BaseModel):
     """Fields every result shares."""
 
     sandbox: bool | None = Field(
-        default=None, description="true when this came from the built-in fake fal: nothing real was generated or billed"
+        default=None, description="true from the sandbox fake fal: nothing real made or billed"
     )
 
     def structured(self) -> dict[str, Any]:
@@ -66,3 +66,71 @@ class CancelResult(ToolOutput):
     endpoint_id: str
     request_id: str
     status: str = Field(description="CANCELLATION_REQUESTED, or ALREADY_COMPLETED when it had finished")
+
+
+# -- models, uploads -------------------------------------------------------------------------------------
+
+
+class Price(BaseModel):
+    """fal's price per unit (image, megapixels, seconds, ...)."""
+
+    unit_price: float | None = None
+    unit: str | None = None
+    currency: str | None = None
+
+
+class ModelHit(BaseModel):
+    endpoint_id: str
+    name: str | None = None
+    category: str | None = None
+    description: str | None = Field(default=None, description="one line")
+    price: Price | None = None
+
+
+class ModelSearchResult(ToolOutput):
+    """One page of models."""
+
+    models: list[ModelHit]
+    next_cursor: str | None = Field(default=None, description="pass as cursor for the next page")
+    has_more: bool = False
+
+
+class InputField(BaseModel):
+    name: str
+    type: str
+    required: bool
+    default: Any = None
+    enum: list[Any] | None = Field(default=None, description="the allowed values")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    description: str | None = None
+
+
+class OutputField(BaseModel):
+    name: str
+    type: str
+    description: str | None = None
+
+
+class ModelSchemaResult(ToolOutput):
+    """What one endpoint takes and gives, and what it costs."""
+
+    endpoint_id: str
+    name: str | None = None
+    category: str | None = None
+    description: str | None = None
+    price: Price | None = None
+    input: list[InputField] = Field(description="the fields run-model's input may hold")
+    output: list[OutputField] = Field(description="the top-level fields of the model's output")
+    note: str | None = Field(default=None, description="why input or output is empty, when it is")
+
+
+class UploadResult(ToolOutput):
+    """A local file, now on fal's CDN."""
+
+    url: str = Field(description="public URL to put in a model's input (e.g. image_url)")
+    file_name: str
+    content_type: str
+    size_bytes: int

@@ -2,12 +2,11 @@
 
 Every failure becomes a `CallToolResult` with `isError: true` and one plain message: what failed, fal's status
 code and `detail` (each field for a 422), `error_type` where fal gave one, and what to try next. Successes get
-a short headline plus the structured result as JSON text, for clients that do not read `structuredContent`.
+a short headline plus the structured result as JSON text, for clients that do not read `structuredContent`
+(with inline `data:` URIs left out and a size cap: `fal_mcp.media.render_text`).
 """
 
 from __future__ import annotations
-
-import json
 
 from mcp.types import CallToolResult, TextContent
 
@@ -25,6 +24,7 @@ from fal_mcp.errors import (
     FalValidationError,
     MissingKeyError,
 )
+from fal_mcp.media import DEFAULT_TEXT_LIMIT, render_text
 from fal_mcp.outputs import ToolOutput
 
 SANDBOX_NOTE = "[SANDBOX: fake fal on this machine; nothing was generated or billed] "
@@ -54,13 +54,15 @@ class AfterSubmit(Exception):
         self.cause = cause
 
 
-def success(headline: str, result: ToolOutput, *, sandbox: bool) -> CallToolResult:
-    """A normal result: headline and JSON text, plus `structuredContent` matching the output schema."""
+def success(
+    headline: str, result: ToolOutput, *, sandbox: bool, text_limit: int = DEFAULT_TEXT_LIMIT
+) -> CallToolResult:
+    """A normal result: headline and JSON text (inline data left out, capped), plus `structuredContent`."""
     if sandbox:
         result.sandbox = True
         headline = SANDBOX_NOTE + headline
     structured = result.structured()
-    text = f"{headline}\n{json.dumps(structured, ensure_ascii=False, separators=(',', ':'))}"
+    text = render_text(headline, structured, limit=text_limit)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 

@@ -47,6 +47,7 @@ from fal_mcp.logs import redactor
 from fal_mcp.models import COMPLETED
 from fal_mcp.operations import Operations
 from fal_mcp.outputs import ToolOutput
+from fal_mcp.preflight import InputRefused
 from fal_mcp.replies import AfterSubmit, ToolFailure, explain
 from fal_mcp.state import StateSlot
 from fal_mcp.tools.arguments import HintArg, PriorityArg, StartTimeoutArg, WebhookArg
@@ -108,6 +109,8 @@ def http_status(error: Exception, *, own_key: bool) -> tuple[int, int | None, st
         return http_status(error.cause, own_key=own_key)
     if isinstance(error, Refused):
         return error.status_code, None, "refused"
+    if isinstance(error, InputRefused):  # the same code fal gives an input its model refuses
+        return 422, None, "invalid_input"
     if isinstance(error, InvalidIdError | ToolFailure):
         return 400, None, "invalid_request"
     if isinstance(error, MissingKeyError):
@@ -151,8 +154,8 @@ def _number(value: str, name: str) -> float:
         raise BadRequest(f"invalid {name}: expected a number, got {value[:40]!r}") from None
 
 
-def _flag(query: QueryParams, name: str) -> bool:
-    value = query.get(name, "0").lower()
+def _flag(query: QueryParams, name: str, *, default: bool = False) -> bool:
+    value = query.get(name, "1" if default else "0").lower()
     if value not in ("0", "1", "true", "false"):
         raise BadRequest(f"invalid {name}: expected 1, 0, true or false")
     return value in ("1", "true")
@@ -295,7 +298,14 @@ class RestApi:
             raise BadRequest("the body is not JSON: send the model input as a JSON object") from None
         if not isinstance(payload, dict):
             raise BadRequest('the body must be a JSON object: the model input, e.g. {"prompt": "a red fox"}')
-        submitted = await ops.submit(endpoint, cast(dict[str, Any], payload), options, webhook_url=webhook)
+        submitted = await ops.submit(
+            endpoint,
+            cast(dict[str, Any], payload),
+            options,
+            webhook_url=webhook,
+            origin="REST submit",
+            validate=_flag(query, "validate", default=True),  # as the submit tool: checked against the schema
+        )
         rid = submitted.request_id
         linked = submitted.model_copy(  # this server's own URLs, which a REST client can follow with its credentials
             update={

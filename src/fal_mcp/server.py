@@ -15,6 +15,7 @@ import httpx
 from mcp.server import MCPServer
 
 from fal_mcp import __version__
+from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
 from fal_mcp.history import opened as opened_history
 from fal_mcp.history import resolve_state_dir
@@ -23,9 +24,12 @@ from fal_mcp.state import AppState, StateSlot
 from fal_mcp.tasks import TasksExtension
 from fal_mcp.tools import ALL_TOOLS
 from fal_mcp.tools.history import REQUEST_URI, request_resource
+from fal_mcp.tools.models import register_model_resources
 
 INSTRUCTIONS = (
-    "Runs fal.ai generative models (image, video, audio, text). run-model runs one and returns its output; "
+    "Runs fal.ai generative models (image, video, audio, text). search-models finds one, get-model-schema "
+    "lists its input fields, upload-file turns a local file into a URL a model can read. "
+    "run-model runs one and returns its output; "
     "for slow models it returns a request_id after wait_s, to continue with get-result. submit queues without "
     "waiting; get-status, get-result and cancel take that request_id and the same endpoint_id."
 )
@@ -43,7 +47,9 @@ def create_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         with opened_history(resolve_state_dir(settings.state_dir)) as history:
             async with FalClient.open(settings, transport=transport) as fal, anyio.create_task_group() as background:
-                state = AppState(settings=settings, fal=fal, history=history)
+                state = AppState(
+                    settings=settings, fal=fal, history=history, catalog=ModelCatalog(settings.models_cache_ttl_s)
+                )
                 tasks.attach(background)
                 if slot is not None:
                     slot.state = state
@@ -65,9 +71,9 @@ def create_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         extensions=[tasks],
+        tools=[spec.tool() for spec in ALL_TOOLS],
     )
-    for spec in ALL_TOOLS:
-        server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations())
+    register_model_resources(server)
     server.resource(
         REQUEST_URI,
         name="fal request",

@@ -7,10 +7,11 @@ validation error shows `**********` instead of the key.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -116,6 +117,32 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         default=10, ge=0, description="seconds in-flight HTTP calls get to finish at shutdown"
     )
+
+    # -- models, uploads, previews --
+    models_cache_ttl_s: float = Field(
+        default=900.0, ge=0, description="how long model schemas and prices are cached in memory (0: not cached)"
+    )
+    validate_inputs: bool = Field(default=True, description="check run-model/submit input against the schema")
+    upload_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list[str],
+        description="directories whose files may be uploaded, separated like PATH (os.pathsep)",
+    )
+    upload_max_mb: float = Field(default=100.0, gt=0, le=100, description="largest file upload-file will send")
+    previews: bool = Field(default=True, description="attach small previews of output images")
+    preview_edge_px: int = Field(default=512, ge=32, le=2048, description="longest side of a preview")
+    preview_max_kb: int = Field(default=100, ge=4, le=1024, description="largest encoded preview")
+    preview_count: int = Field(default=4, ge=0, le=16, description="most previews in one result")
+    preview_fetch_max_mb: float = Field(default=20.0, gt=0, description="largest image fetched to make a preview")
+    preview_timeout_s: float = Field(default=10.0, gt=0, description="time allowed to fetch one preview")
+    text_max_chars: int = Field(default=20_000, ge=1_000, description="cap on a result's text content")
+
+    @field_validator("upload_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        """`FAL_MCP_UPLOAD_ROOTS` is one string, separated like PATH: ':' on POSIX, ';' on Windows."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(os.pathsep) if part.strip()]
+        return value
 
     @property
     def tokens(self) -> tuple[str, ...]:

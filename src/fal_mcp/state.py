@@ -15,10 +15,12 @@ from mcp.server.mcpserver import Context
 from pydantic import SecretStr
 
 from fal_mcp.auth import caller_key
+from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
 from fal_mcp.guards import Guards
 from fal_mcp.history import History
 from fal_mcp.settings import Settings
+from fal_mcp.storage import FalStorage
 
 
 def partition_of(key: SecretStr | None) -> str:
@@ -44,6 +46,10 @@ class AppState:
     fal: FalClient
     history: History
     guards: Guards = field(init=False)
+    catalog: ModelCatalog = field(default_factory=ModelCatalog)
+    """What fal's platform API says about models (schemas, prices), cached."""
+    storage: FalStorage = field(default_factory=FalStorage)
+    """Uploads to fal's storage (CDN tokens cached per key)."""
 
     def __post_init__(self) -> None:
         self.guards = Guards.from_settings(self.settings)

@@ -28,15 +28,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
+from fal_mcp.sandbox import platform
 from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
 from fal_mcp.sandbox.catalog import Catalog, Model, default_models
 from fal_mcp.sandbox.disconnect import DroppedConnection
 from fal_mcp.sandbox.faults import Fault, FaultQueue
 from fal_mcp.sandbox.jobs import Job, Outcome
+from fal_mcp.sandbox.platform import Answer
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
 from fal_mcp.sandbox.schema import Json, parse_body
 from fal_mcp.sandbox.sse import cut_short, status_events
+from fal_mcp.sandbox.storage import Storage
 from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
 
 logger = logging.getLogger("fal_mcp.sandbox")
@@ -49,15 +52,16 @@ REQUEST_NOT_FOUND: Mapping[str, Json] = {"detail": "Request not found"}
 
 
 class FakeFal:
-    """A fal.ai stand-in: the queue, synchronous runs and a CDN, over real HTTP once served.
+    """A fal.ai stand-in: the queue, synchronous runs, the platform API, storage and a CDN, over real HTTP once served.
 
     `time_scale` multiplies every model duration when a job is created (0.02 makes the 18 s video
     take 0.36 s; jobs already made keep their timeline). `clock` is the monotonic time source, which
     a test may replace with one it advances by hand. `models` defaults to `default_models()` (see
     `catalog` for overriding durations). `sse_ping_s` is the real-time silence before a stream ping.
 
-    Inspect `requests` (every request, in arrival order), `jobs` (request id -> `Job`) and
-    `webhook_deliveries`; steer with `inject(Fault(...))`, `clear_faults()` and `reset()`.
+    Inspect `requests` (every request, in arrival order), `jobs` (request id -> `Job`),
+    `webhook_deliveries` and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
+    `clear_faults()` and `reset()`.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class FakeFal:
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.webhook_deliveries: list[WebhookDelivery] = []
+        self.storage = Storage()
         self._keyring = Keyring(keys, locked_keys)
         self._faults = FaultQueue()
         self._lock = threading.Lock()
@@ -105,6 +110,7 @@ class FakeFal:
             self.requests.clear()
             self.jobs.clear()
             self.webhook_deliveries.clear()
+        self.storage.reset()
         self._faults.clear()
 
     def interrupt_waits(self) -> None:
@@ -164,16 +170,54 @@ class FakeFal:
             self.requests.append(recorded)
 
     async def _handle(self, target: Target, request: Request, body: bytes) -> Response:
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        authorization = request.headers.get("authorization")
         if target.route == "cdn":
             return self._cdn(target.file_name or "")
+        if target.route == "cdn-upload":
+            file_name = request.headers.get("x-fal-file-name")
+            content_type = request.headers.get("content-type")
+            return _answer(self.storage.cdn_upload(authorization, content_type, file_name, body, origin))
+        if target.route == "signed-upload":
+            content_type = request.headers.get("content-type")
+            return _answer(self.storage.signed_put(target.file_name or "", authorization, content_type, body))
         if target.route == "other":
             return _json(404, NOT_FOUND, str(uuid.uuid4()))
-        caller = self._keyring.identify(request.headers.get("authorization"))
+        if target.route == "models" and authorization is None:
+            return self._platform(target.route, request)  # listing models works without a key
+        caller = self._keyring.identify(authorization)
         if caller is None:
             return _json(401, NO_USER, target.request_id or str(uuid.uuid4()))
+        if target.route in ("models", "pricing"):
+            return self._platform(target.route, request)
+        if target.route == "cdn-token":
+            return _answer(self.storage.token(origin))
+        if target.route == "upload-initiate":
+            parsed = parse_body(body)
+            if isinstance(parsed, list):
+                return _json(422, {"detail": list[Json](parsed)}, str(uuid.uuid4()))
+            return _answer(self.storage.initiate(parsed, origin))
         if target.route in ("run", "submit"):
             return await self._start(target.route, target.endpoint_id or "", caller, request, body)
         return self._follow(target.route, target, caller, request)
+
+    def _platform(self, route: Route, request: Request) -> Response:
+        """The platform API: the model listing (which works without a key) and pricing."""
+        params = request.query_params
+        if route == "pricing":
+            return _answer(platform.pricing(self.catalog, params.getlist("endpoint_id")))
+        return _answer(
+            platform.models(
+                self.catalog,
+                endpoint_ids=params.getlist("endpoint_id"),
+                query=params.get("q"),
+                category=params.get("category"),
+                status=params.get("status"),
+                limit=params.get("limit"),
+                cursor=params.get("cursor"),
+                expand=params.getlist("expand"),
+            )
+        )
 
     # -- run and submit ---------------------------------------------------------------------------
 
@@ -279,7 +323,10 @@ class FakeFal:
     # -- CDN --------------------------------------------------------------------------------------
 
     def _cdn(self, name: str) -> Response:
-        """Public media: `<request_id>-<n>.png` or `<request_id>.mp4`, rendered when the job completed."""
+        """Public media: uploads, `<request_id>-<n>.png` or `<request_id>.mp4` (rendered when the job completed)."""
+        uploaded = self.storage.files.get(name)
+        if uploaded is not None:
+            return Response(uploaded.data, media_type=uploaded.content_type)
         with self._lock:
             job = self.jobs.get(name[:36])
         outcome = None if job is None else job.outcome()
@@ -291,6 +338,10 @@ class FakeFal:
 
 def _json(status_code: int, body: Mapping[str, Json], request_id: str) -> Response:
     return JSONResponse(dict(body), status_code=status_code, headers={"x-fal-request-id": request_id})
+
+
+def _answer(answer: Answer) -> Response:
+    return _json(answer.status_code, answer.body, str(uuid.uuid4()))
 
 
 def _bad_request(detail: str, request_id: str) -> Response:

@@ -1,4 +1,4 @@
-"""The sandbox's models: their endpoint ids, input fields, durations and what they produce.
+"""The sandbox's models: their endpoint ids, input fields, durations, what they produce and what they cost.
 
 Durations are in seconds *before* `FakeFal.time_scale` and live here, in each `Model`, so a test
 can swap them without touching the fake::
@@ -11,7 +11,7 @@ can swap them without touching the fake::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fal_mcp.sandbox import outputs
 from fal_mcp.sandbox.outputs import Generator, LogPlan
@@ -48,6 +48,14 @@ class Model:
     crash: Crash | None = None
     accepts_subpaths: bool = False
     """Also serve `<id>/<anything>` (workflows take a subpath)."""
+    display_name: str = ""
+    category: str = "text-to-image"
+    description: str = ""
+    unit_price: float | None = None
+    """USD per `unit`; None: the pricing API does not know this model."""
+    unit: str = "image"
+    output_schema: JsonObject = field(default_factory=lambda: dict(outputs.NO_OUTPUT))
+    """The output's JSON schema as the platform API's OpenAPI document shows it."""
 
     def serves(self, endpoint_id: str) -> bool:
         """Whether a run/submit to `endpoint_id` reaches this model."""
@@ -74,11 +82,11 @@ class Catalog:
 
 
 def _prompt() -> Field:
-    return Field("prompt", "str", required=True, min_length=1)
+    return Field("prompt", "str", required=True, min_length=1, description="The prompt to generate from.")
 
 
 def default_models() -> tuple[Model, ...]:
-    """The five sandbox models; a fresh tuple each call."""
+    """The seven sandbox models; a fresh tuple each call."""
     fast_image = Model(
         name="fast-image",
         endpoint_ids=("fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/fast-sdxl"),
@@ -86,15 +94,61 @@ def default_models() -> tuple[Model, ...]:
         run_s=0.3,
         fields=(
             _prompt(),
-            Field("image_size", "enum", default="landscape_4_3", choices=tuple(outputs.IMAGE_SIZES)),
-            Field("num_images", "int", default=1, ge=1, le=4),
-            Field("seed", "int", nullable=True),
-            Field("num_inference_steps", "int", default=4, ge=1, le=12),
-            Field("enable_safety_checker", "bool", default=True),
-            Field("output_format", "enum", default="png", choices=("png",)),
+            Field(
+                "image_size",
+                "enum",
+                default="landscape_4_3",
+                choices=tuple(outputs.IMAGE_SIZES),
+                description="The size of the generated image.",
+            ),
+            Field("num_images", "int", default=1, ge=1, le=4, description="The number of images to generate."),
+            Field("seed", "int", nullable=True, description="The same seed and prompt give the same image."),
+            Field("num_inference_steps", "int", default=4, ge=1, le=12, description="The number of inference steps."),
+            Field("enable_safety_checker", "bool", default=True, description="Check the output for unsafe content."),
+            Field("output_format", "enum", default="png", choices=("png",), description="The format of the image."),
         ),
         generate=outputs.images,
         plan_logs=outputs.image_logs,
+        display_name="Fast image (sandbox)",
+        description="Sandbox text-to-image model: a small seeded gradient picture per prompt, in well under a second.",
+        unit_price=0.003,
+        unit="megapixels",
+        output_schema=outputs.IMAGES_OUTPUT,
+    )
+    image_to_image = Model(
+        name="image-to-image",
+        endpoint_ids=("fal-ai/flux/dev/image-to-image",),
+        queue_s=0.05,
+        run_s=0.3,
+        fields=(
+            _prompt(),
+            Field("image_url", "str", required=True, min_length=1, description="The URL of the image to transform."),
+            Field("strength", "float", default=0.95, ge=0.01, le=1.0, description="How far to move from the input."),
+            Field("num_images", "int", default=1, ge=1, le=4, description="The number of images to generate."),
+        ),
+        generate=outputs.images,
+        plan_logs=outputs.image_logs,
+        display_name="Image to image (sandbox)",
+        category="image-to-image",
+        description="Sandbox image-to-image model: takes image_url (any URL, or a file you uploaded) and a prompt.",
+        unit_price=0.03,
+        unit="megapixels",
+        output_schema=outputs.IMAGES_OUTPUT,
+    )
+    inline_image = Model(
+        name="inline-image",
+        endpoint_ids=("fal-ai/sandbox/inline-image",),
+        queue_s=0.02,
+        run_s=0.05,
+        fields=(
+            _prompt(),
+            Field("megabytes", "int", default=5, ge=1, le=8, description="Roughly how large the inline PNG is."),
+        ),
+        generate=outputs.inline_image,
+        display_name="Inline image (sandbox)",
+        description="Sandbox model that returns its picture inline as a large base64 data URI instead of a URL.",
+        unit_price=0.0,
+        output_schema=outputs.INLINE_IMAGES_OUTPUT,
     )
     slow_video = Model(
         name="slow-video",
@@ -103,13 +157,19 @@ def default_models() -> tuple[Model, ...]:
         run_s=12.0,
         fields=(
             _prompt(),
-            Field("duration", "enum", default="5", choices=("5", "10")),
+            Field("duration", "enum", default="5", choices=("5", "10"), description="Video length in seconds."),
             Field("aspect_ratio", "enum", default="16:9", choices=("16:9", "9:16", "1:1")),
-            Field("negative_prompt", "str", nullable=True),
+            Field("negative_prompt", "str", nullable=True, description="What the video should not show."),
         ),
         generate=outputs.video,
         plan_logs=outputs.video_logs,
         queue_position=3,
+        display_name="Slow video (sandbox)",
+        category="text-to-video",
+        description="Sandbox text-to-video model: queues, then renders for about 18 seconds (scaled in tests).",
+        unit_price=0.28,
+        unit="seconds",
+        output_schema=outputs.VIDEO_OUTPUT,
     )
     always_fails = Model(
         name="always-fails",
@@ -120,6 +180,9 @@ def default_models() -> tuple[Model, ...]:
         generate=outputs.nothing,
         plan_logs=outputs.crash_logs,
         crash=Crash("Runner crashed while generating (sandbox model that always fails)"),
+        display_name="Always fails (sandbox)",
+        description="Sandbox model whose runner always crashes, to see how failures look.",
+        unit_price=0.0,
     )
     echo = Model(
         name="echo-workflow",
@@ -129,13 +192,21 @@ def default_models() -> tuple[Model, ...]:
         fields=None,
         generate=outputs.echo,
         accepts_subpaths=True,
+        display_name="Echo workflow (sandbox)",
+        category="workflow",
+        description="Sandbox workflow that returns its input untouched under 'echo'.",
+        output_schema=outputs.ECHO_OUTPUT,
     )
     text = Model(
         name="text",
         endpoint_ids=("fal-ai/any-llm",),
         queue_s=0.02,
         run_s=0.1,
-        fields=(_prompt(), Field("model", "str", default="sandbox/echo-llm")),
+        fields=(_prompt(), Field("model", "str", default="sandbox/echo-llm", description="The language model.")),
         generate=outputs.text,
+        display_name="Any LLM (sandbox)",
+        category="llm",
+        description="Sandbox language model that quotes your prompt back.",
+        output_schema=outputs.TEXT_OUTPUT,
     )
-    return fast_image, slow_video, always_fails, echo, text
+    return fast_image, image_to_image, inline_image, slow_video, always_fails, echo, text

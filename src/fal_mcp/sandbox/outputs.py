@@ -6,11 +6,14 @@ nothing is rendered until a job completes and somebody looks at it.
 
 from __future__ import annotations
 
+import base64
+import math
+import random
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from fal_mcp.sandbox.png import picture
+from fal_mcp.sandbox.png import encode_png, picture
 from fal_mcp.sandbox.schema import Json, JsonObject
 
 # Picture sizes per `image_size`; tiny on purpose but with the real aspect ratios.
@@ -171,3 +174,91 @@ def _text(data: JsonObject, key: str, default: str) -> str:
 def _integer(data: JsonObject, key: str, default: int) -> int:
     value = data.get(key)
     return value if isinstance(value, int) else default
+
+
+def inline_image(job: Generation) -> Generated:
+    """A model that answers with its picture inline, as a `data:` URI of about `megabytes` MB (noise compresses badly)."""
+    megabytes = _integer(job.input, "megabytes", 5)
+    side = math.isqrt(megabytes * 1_000_000 // 3)
+    noise = random.Random(job.request_id).randbytes(side * side * 3)
+    data = encode_png(side, side, noise, level=1)
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    entry: JsonObject = {"url": uri, "width": side, "height": side, "content_type": "image/png", "file_size": len(data)}
+    return Generated({"images": [entry], "prompt": _text(job.input, "prompt", "")})
+
+
+# -- what the outputs look like, as the platform API's OpenAPI documents describe them ----------------------
+
+
+def _file_schema(*extra: str) -> JsonObject:
+    properties: JsonObject = {
+        "url": {"type": "string", "title": "Url", "description": "The URL where the file can be downloaded from."},
+        "content_type": {"type": "string", "title": "Content Type", "description": "The mime type of the file."},
+        "file_name": {"type": "string", "title": "File Name", "description": "The name of the file."},
+        "file_size": {"type": "integer", "title": "File Size", "description": "The size of the file in bytes."},
+    }
+    for name in extra:
+        properties[name] = {"type": "integer", "title": name.title(), "description": f"The {name} of the image."}
+    return {"type": "object", "title": "File", "properties": properties, "required": ["url"]}
+
+
+SHARED_SCHEMAS: Mapping[str, JsonObject] = {
+    "File": _file_schema(),
+    "Image": {**_file_schema("width", "height"), "title": "Image"},
+}
+"""Components every sandbox OpenAPI document carries (outputs refer to them with `$ref`)."""
+
+
+def _images(description: str) -> JsonObject:
+    return {
+        "type": "array",
+        "title": "Images",
+        "items": {"$ref": "#/components/schemas/Image"},
+        "description": description,
+    }
+
+
+IMAGES_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {
+        "images": _images("The generated images."),
+        "seed": {"type": "integer", "title": "Seed", "description": "Seed of the generated image."},
+        "timings": {"type": "object", "title": "Timings", "additionalProperties": {"type": "number"}},
+        "has_nsfw_concepts": {
+            "type": "array",
+            "title": "Has Nsfw Concepts",
+            "items": {"type": "boolean"},
+            "description": "Whether each image contains NSFW concepts.",
+        },
+        "prompt": {"type": "string", "title": "Prompt", "description": "The prompt used for generating the image."},
+    },
+    "required": ["images", "seed", "timings", "has_nsfw_concepts", "prompt"],
+}
+INLINE_IMAGES_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {
+        "images": _images("The generated images, inline as data URIs."),
+        "prompt": {"type": "string", "title": "Prompt"},
+    },
+    "required": ["images"],
+}
+VIDEO_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {"video": {"$ref": "#/components/schemas/File", "description": "The generated video."}},
+    "required": ["video"],
+}
+TEXT_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {
+        "output": {"type": "string", "title": "Output", "description": "Generated output"},
+        "partial": {"type": "boolean", "title": "Partial", "default": False},
+        "error": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Error"},
+    },
+    "required": ["output"],
+}
+ECHO_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {"echo": {"type": "object", "title": "Echo", "description": "The workflow's input, untouched."}},
+    "required": ["echo"],
+}
+NO_OUTPUT: JsonObject = {"type": "object", "properties": {}}

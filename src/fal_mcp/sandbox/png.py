@@ -12,15 +12,15 @@ import zlib
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def encode_png(width: int, height: int, rgb: bytes) -> bytes:
-    """Encode 8-bit RGB pixels (row-major, 3 bytes per pixel) as a PNG file."""
+def encode_png(width: int, height: int, rgb: bytes, *, level: int = 9) -> bytes:
+    """Encode 8-bit RGB pixels (row-major, 3 bytes per pixel) as a PNG file, deflated at zlib `level`."""
     if width <= 0 or height <= 0 or len(rgb) != width * height * 3:
         raise ValueError(f"need {width}x{height}x3 bytes of RGB, got {len(rgb)}")
     stride = width * 3
     # Every scanline starts with its filter type; 0 = none.
     raw = b"".join(b"\x00" + rgb[row * stride : (row + 1) * stride] for row in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
 
 
 def picture(width: int, height: int, seed: int) -> bytes:

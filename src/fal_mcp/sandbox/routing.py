@@ -2,16 +2,40 @@
 
 Kept apart from the handlers so the URL grammar of fal (see the reference notes, section 1) is
 readable in one place: run and submit address the *full* endpoint id, while status, result and
-cancel address only the base app id (owner/alias, or namespace/owner/alias).
+cancel address only the base app id (owner/alias, or namespace/owner/alias). The platform API
+(`/api/v1/models...`), storage (`/rest/storage/...`), the CDN (`/cdn/files/...`) and signed upload
+URLs (`/signed/<token>`) have fixed paths (reference section 6 and 7).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Route = Literal["run", "submit", "status", "stream", "result", "cancel", "cdn", "other"]
-ROUTES: tuple[Route, ...] = ("run", "submit", "status", "stream", "result", "cancel", "cdn", "other")
+Route = Literal[
+    "run",
+    "submit",
+    "status",
+    "stream",
+    "result",
+    "cancel",
+    "cdn",
+    "models",
+    "pricing",
+    "cdn-token",
+    "cdn-upload",
+    "upload-initiate",
+    "signed-upload",
+    "other",
+]
+ROUTES: tuple[Route, ...] = get_args(Route)
+_FIXED: dict[tuple[str, str], Route] = {
+    ("GET", "api/v1/models"): "models",
+    ("GET", "api/v1/models/pricing"): "pricing",
+    ("POST", "rest/storage/auth/token"): "cdn-token",
+    ("POST", "rest/storage/upload/initiate"): "upload-initiate",
+    ("POST", "cdn/files/upload"): "cdn-upload",
+}
 
 # Namespaces whose ids keep three segments in the base app id (fal_client `APP_NAMESPACES`).
 NAMESPACES = ("workflows", "comfy")
@@ -26,7 +50,7 @@ class Target:
     """Full id for run/submit, base app id for status/stream/result/cancel."""
     request_id: str | None = None
     file_name: str | None = None
-    """Only for `cdn`."""
+    """Only for `cdn` (the file's name) and `signed-upload` (the URL's token)."""
 
 
 def base_app_id(endpoint_id: str) -> str:
@@ -38,6 +62,9 @@ def base_app_id(endpoint_id: str) -> str:
 
 def classify(method: str, path: str) -> Target:
     """Map a request line onto a route; anything not recognised is `other` (answered 404)."""
+    fixed = _FIXED.get((method, path.strip("/")))
+    if fixed is not None:
+        return Target(fixed)
     segments = path.strip("/").split("/")
     prefix, rest = segments[0], segments[1:]
     if not rest or "" in rest:
@@ -52,6 +79,8 @@ def classify(method: str, path: str) -> Target:
             return Target("submit", endpoint_id="/".join(rest))
     if prefix == "cdn" and method == "GET" and len(rest) == 2 and rest[0] == "files":
         return Target("cdn", file_name=rest[1])
+    if prefix == "signed" and method == "PUT" and len(rest) == 1:
+        return Target("signed-upload", file_name=rest[0])
     return Target("other")
 
 

@@ -12,10 +12,11 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, cast
+from typing import Literal, TypeAlias, TypeVar, cast
 
 Json: TypeAlias = "dict[str, Json] | list[Json] | str | int | float | bool | None"
 JsonObject: TypeAlias = "dict[str, Json]"
+_Number = TypeVar("_Number", int, float)
 
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
@@ -36,15 +37,17 @@ class Field:
     """One input field of a model, with the constraints pydantic would enforce."""
 
     name: str
-    kind: Literal["str", "int", "bool", "enum"]
+    kind: Literal["str", "int", "float", "bool", "enum"]
     required: bool = False
     default: Json = None
     nullable: bool = False
     """`Optional[...]`: an explicit null is accepted."""
     choices: tuple[str, ...] = ()
-    ge: int | None = None
-    le: int | None = None
+    ge: int | float | None = None
+    le: int | float | None = None
     min_length: int | None = None
+    description: str = ""
+    """What the platform API's OpenAPI document says about the field."""
 
     def clean(self, value: Json) -> Json:
         """Coerce and check one present value; raises `Invalid`."""
@@ -56,6 +59,8 @@ class Field:
             return self._check_length(_as_str(value))
         if self.kind == "int":
             return self._check_range(_as_int(value))
+        if self.kind == "float":
+            return self._check_range(_as_float(value))
         if self.kind == "bool":
             return _as_bool(value)
         return self._as_member(value)
@@ -69,7 +74,7 @@ class Field:
             )
         return text
 
-    def _check_range(self, number: int) -> int:
+    def _check_range(self, number: _Number) -> _Number:
         if self.ge is not None and number < self.ge:
             raise Invalid(
                 f"ensure this value is greater than or equal to {self.ge}",
@@ -93,6 +98,35 @@ class Field:
             "type_error.enum",
             {"enum_values": list(self.choices)},
         )
+
+    def json_schema(self) -> JsonObject:
+        """The field as fal's OpenAPI documents show it: pydantic's JSON schema, `anyOf` with null when optional."""
+        kinds: dict[str, str] = {
+            "str": "string",
+            "int": "integer",
+            "float": "number",
+            "bool": "boolean",
+            "enum": "string",
+        }
+        shape: JsonObject = {"type": kinds[self.kind]}
+        if self.choices:
+            shape["enum"] = list[Json](self.choices)
+        if self.ge is not None:
+            shape["minimum"] = self.ge
+        if self.le is not None:
+            shape["maximum"] = self.le
+        if self.min_length is not None:
+            shape["minLength"] = self.min_length
+        schema: JsonObject = {"title": self.name.replace("_", " ").title()}
+        if self.nullable:
+            schema["anyOf"] = [shape, {"type": "null"}]
+        else:
+            schema.update(shape)
+        if self.description:
+            schema["description"] = self.description
+        if not self.required and (self.default is not None or not self.nullable):
+            schema["default"] = self.default
+        return schema
 
 
 def validate(fields: Sequence[Field], data: JsonObject) -> tuple[JsonObject, list[JsonObject]]:
@@ -155,6 +189,21 @@ def _as_int(value: Json) -> int:
         except ValueError:
             pass
     raise Invalid("value is not a valid integer", "type_error.integer")
+
+
+def _as_float(value: Json) -> float:
+    # pydantic v1 calls float() on numbers and numeric strings; booleans are numbers to it too.
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise Invalid("value is not a valid float", "type_error.float")
 
 
 def _as_bool(value: Json) -> bool:

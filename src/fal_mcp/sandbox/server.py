@@ -59,12 +59,12 @@ class SandboxServer:
 
     @property
     def api_url(self) -> str:
-        """Base for the platform API, like https://api.fal.ai (not served yet)."""
+        """Base for the platform API, like https://api.fal.ai (`/v1/models`, pricing)."""
         return self.url + "/api"
 
     @property
     def rest_url(self) -> str:
-        """Base for the storage API, like https://rest.fal.ai (not served yet)."""
+        """Base for the storage API, like https://rest.fal.ai (CDN token, upload initiate)."""
         return self.url + "/rest"
 
     @property

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from fal_mcp.tools.files import FILE_TOOLS
 from fal_mcp.tools.history import HISTORY_TOOLS
+from fal_mcp.tools.models import MODEL_TOOLS
 from fal_mcp.tools.queue import QUEUE_TOOLS
 from fal_mcp.tools.spec import ToolSpec
 
-ALL_TOOLS: tuple[ToolSpec, ...] = (*QUEUE_TOOLS, *HISTORY_TOOLS)
+ALL_TOOLS: tuple[ToolSpec, ...] = (*QUEUE_TOOLS, *MODEL_TOOLS, *FILE_TOOLS, *HISTORY_TOOLS)
 
 __all__ = ["ALL_TOOLS", "ToolSpec"]

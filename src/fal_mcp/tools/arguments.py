@@ -15,7 +15,10 @@ AppArg = Annotated[str | None, Field(description="App name, e.g. 'flux' (with ap
 VariantArg = Annotated[str | None, Field(description="Optional variant path, e.g. 'schnell' (with app_owner)")]
 InputArg = Annotated[
     dict[str, Any],
-    Field(description='The model\'s input JSON, e.g. {"prompt": "a red fox"}; fields differ per model'),
+    Field(
+        description='The model\'s input JSON, e.g. {"prompt": "a red fox"}; fields differ per model '
+        "(get-model-schema). file:// URIs of local files are uploaded first."
+    ),
 ]
 RequestIdArg = Annotated[str, Field(description="request_id returned by submit or run-model")]
 LogsArg = Annotated[bool, Field(description="Include the runner's log lines")]
@@ -38,3 +41,7 @@ WebhookArg = Annotated[
         max_length=2048,
     ),
 ]
+ValidateArg = Annotated[
+    bool, Field(description="Check input against the model's schema first (false: send it as it is)")
+]
+PreviewsArg = Annotated[bool, Field(description="Attach small previews of output images")]

@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from fal_mcp.attachments import show_media
 from fal_mcp.client import ALREADY_COMPLETED, RequestOptions
 from fal_mcp.endpoint import resolve_endpoint
 from fal_mcp.operations import Operations
@@ -27,13 +28,16 @@ from fal_mcp.tools.arguments import (
     InputArg,
     LogsArg,
     OwnerArg,
+    PreviewsArg,
     PriorityArg,
     RequestIdArg,
     StartTimeoutArg,
+    ValidateArg,
     VariantArg,
     WebhookArg,
 )
 from fal_mcp.tools.guard import guarded
+from fal_mcp.tools.roots import ClientRoots
 from fal_mcp.tools.spec import ToolSpec
 
 
@@ -43,17 +47,21 @@ def _options(priority: str | None, hint: str | None, start_timeout_s: float | No
 
 def operations(ctx: Context[Any, Any]) -> Operations:
     state = app_state(ctx)
-    return Operations(state=state, caller=state.caller(ctx))
+    return Operations(state=state, caller=state.caller(ctx), client_roots=ClientRoots(ctx))
 
 
-def _reply(ops: Operations, result: RequestResult) -> CallToolResult:
+async def _reply(ops: Operations, result: RequestResult, *, previews: bool) -> CallToolResult:
     if result.next_step is not None:
         headline = result.next_step
     else:
         headline = f"{result.endpoint_id} completed" + (
             f" (request {result.request_id})." if result.request_id else "."
         )
-    return success(headline, result, sandbox=ops.state.settings.sandbox)
+    settings = ops.state.settings
+    shown = await show_media(ops.state, result.output, previews=previews)
+    reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
+    reply.content += shown.blocks
+    return reply
 
 
 # -- the tools -------------------------------------------------------------------------------------------
@@ -79,19 +87,23 @@ async def run_model(
     priority: PriorityArg = None,
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
+    previews: PreviewsArg = True,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
     if mode == "sync":
-        return _reply(ops, await ops.run_sync(endpoint, input, options))
+        return await _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate), previews=previews)
     # As an MCP task nobody is left waiting on the call, so it follows the request to the end.
     budget = ops.state.settings.max_wait_s if running_as_task.get() and wait_s is None else ops.wait_budget(wait_s)
     progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
     async with progress.heartbeat():
-        result = await ops.run_queued(endpoint, input, options, budget_s=budget, logs=logs, listener=progress)
-    return _reply(ops, result)
+        result = await ops.run_queued(
+            endpoint, input, options, budget_s=budget, logs=logs, listener=progress, validate=validate
+        )
+    return await _reply(ops, result, previews=previews)
 
 
 @guarded("submit")
@@ -106,12 +118,13 @@ async def submit(
     priority: PriorityArg = None,
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
 ) -> Annotated[CallToolResult, SubmitResult]:
     """Queue a fal model request and return its request_id at once (for slow models such as video)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
-    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url)
+    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url, validate=validate)
     headline = (
         f"Queued {endpoint} as request {result.request_id}. "
         "Follow it with get-status or get-result (same request_id and endpoint_id)."
@@ -152,17 +165,18 @@ async def get_result(
         float, Field(description="Seconds to wait for completion (0: answer at once with the current state)", ge=0)
     ] = 0,
     logs: LogsArg = False,
+    previews: PreviewsArg = True,
 ) -> Annotated[CallToolResult, RequestResult]:
     """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     budget = ops.wait_budget(wait_s)
     if budget <= 0:
-        return _reply(ops, await ops.result(endpoint, request_id))
+        return await _reply(ops, await ops.result(endpoint, request_id), previews=previews)
     progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
     async with progress.heartbeat():
         result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=progress)
-    return _reply(ops, result)
+    return await _reply(ops, result, previews=previews)
 
 
 @guarded("cancel")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
+from fal_mcp.tool_schemas import compact_schema
 from fal_mcp.tools.guard import ToolFn
 
 
@@ -27,3 +29,12 @@ class ToolSpec:
             idempotent_hint=self.idempotent,
             open_world_hint=self.open_world,
         )
+
+    def tool(self) -> Tool:
+        """The SDK's tool, with input and output schemas made small (`fal_mcp.tool_schemas`)."""
+        tool = Tool.from_function(self.fn, name=self.name, title=self.title, annotations=self.annotations())
+        tool.parameters = compact_schema(tool.parameters)
+        if tool.fn_metadata.output_schema is not None:
+            # FuncMetadata reads this field live; structured results are still checked against the output model.
+            tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
+        return tool
