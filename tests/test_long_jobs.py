@@ -452,3 +452,31 @@ def test_state_dir_default_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert resolve_state_dir(None) == default_state_dir()
     assert resolve_state_dir("off") is None and resolve_state_dir("OFF") is None
     assert resolve_state_dir("~/x") == tmp_path / "home" / "x"
+
+
+async def test_resource_arguments_complete_from_the_history(
+    slow_sandbox: SandboxServer, slow_fake: FakeFal, tmp_path: Path
+) -> None:
+    from mcp.types import ResourceTemplateReference
+
+    from fal_mcp.server import create_server
+
+    state = str(tmp_path / "completions")
+    async with Client(create_server(settings_for(slow_sandbox, state_dir=state))) as client:
+        rids = [
+            structured(await client.call_tool("submit", {"endpoint_id": model, "input": {"prompt": "x"}}))["request_id"]
+            for model in (FLUX, VIDEO, FLUX)
+        ]
+        requests_ref = ResourceTemplateReference(uri="fal://requests/{request_id}")
+        everything = await client.complete(requests_ref, {"name": "request_id", "value": ""})
+        one = await client.complete(requests_ref, {"name": "request_id", "value": rids[1][:8]})
+        schema_ref = ResourceTemplateReference(uri="fal://models/{+endpoint_id}/schema")
+        endpoints = await client.complete(schema_ref, {"name": "endpoint_id", "value": "fal-ai/"})
+        kling = await client.complete(schema_ref, {"name": "endpoint_id", "value": "fal-ai/k"})
+    assert everything.completion.values == rids[::-1]  # newest first
+    assert one.completion.values == [rids[1]]
+    assert endpoints.completion.values == [FLUX, VIDEO]  # each once, the latest use first
+    assert kling.completion.values == [VIDEO]
+    async with Client(create_server(settings_for(slow_sandbox, key=None, state_dir=state, auth="fal-key"))) as client:
+        hidden = await client.complete(requests_ref, {"name": "request_id", "value": ""})
+    assert hidden.completion.values == []  # whose history it would be is not known here: offer none

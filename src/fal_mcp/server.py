@@ -17,6 +17,7 @@ from mcp.server import MCPServer
 from fal_mcp import __version__
 from fal_mcp.catalog import ModelCatalog
 from fal_mcp.client import FalClient
+from fal_mcp.completions import register_completions
 from fal_mcp.history import opened as opened_history
 from fal_mcp.history import resolve_state_dir
 from fal_mcp.settings import Settings
@@ -24,7 +25,7 @@ from fal_mcp.state import AppState, StateSlot
 from fal_mcp.tasks import TasksExtension
 from fal_mcp.tools import ALL_TOOLS
 from fal_mcp.tools.history import REQUEST_URI, request_resource
-from fal_mcp.tools.models import register_model_resources
+from fal_mcp.tools.models import SCHEMA_RESOURCE, register_model_resources
 
 INSTRUCTIONS = (
     "Runs fal.ai generative models (image, video, audio, text). search-models finds one, get-model-schema "
@@ -42,6 +43,7 @@ def create_server(
 
     `slot`, when given, holds the `AppState` while the lifespan runs (the HTTP app's REST and readiness use it).
     """
+    slot = slot if slot is not None else StateSlot()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
@@ -51,13 +53,11 @@ def create_server(
                     settings=settings, fal=fal, history=history, catalog=ModelCatalog(settings.models_cache_ttl_s)
                 )
                 tasks.attach(background)
-                if slot is not None:
-                    slot.state = state
+                slot.state = state
                 try:
                     yield state
                 finally:
-                    if slot is not None:
-                        slot.state = None
+                    slot.state = None
                     tasks.attach(None)
                     background.cancel_scope.cancel()  # a running task is stopped, at fal too
 
@@ -81,4 +81,5 @@ def create_server(
         description="One request this server sent to fal: endpoint, state, error, media URLs, input summary",
         mime_type="application/json",
     )(request_resource)
+    register_completions(server, slot, request_uri=REQUEST_URI, schema_uri=SCHEMA_RESOURCE)
     return server
