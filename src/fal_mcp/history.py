@@ -67,19 +67,17 @@ _T = TypeVar("_T")
 class RequestRecord(BaseModel):
     """One request as the history knows it."""
 
-    request_id: str | None = Field(
-        default=None, description="fal's id (absent if fal's answer to the submit never arrived)"
-    )
+    request_id: str | None = Field(default=None, description="absent if fal's answer to the submit was lost")
     endpoint_id: str
-    state: str = Field(description="last known state: IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, ...")
-    submitted_at: str = Field(description="when fal-mcp sent it (UTC, ISO 8601)")
+    state: str = Field(description="IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, UNKNOWN, ...")
+    submitted_at: str = Field(description="UTC, ISO 8601")
     updated_at: str
-    origin: str = Field(description="what sent it: run-model, submit, ...")
+    origin: str
     error: str | None = None
     error_type: str | None = None
-    media_urls: list[str] = Field(default_factory=list[str], description="media files in the output")
-    input_digest: str = Field(description="sha256 of the input JSON")
-    input_summary: Any = Field(description="the input, with large inline data elided")
+    media_urls: list[str] = Field(default_factory=list[str])
+    input_digest: str = Field(description="sha256 of the input")
+    input_summary: Any = Field(description="the input, large inline data elided")
 
 
 def default_state_dir() -> Path:

@@ -29,7 +29,7 @@ class RequestList(ToolOutput):
     """Requests from the history, newest first."""
 
     requests: list[RequestRecord]
-    history: str = Field(description="'on', or 'off' when the server keeps no history (FAL_MCP_STATE_DIR=off)")
+    history: str = Field(description="'off' when this server keeps no history")
 
 
 def _line(record: RequestRecord) -> str:
