@@ -117,15 +117,7 @@ class Operations:
             try:
                 ran = await self.caller.fal.run(endpoint, payload, options)
             except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    if isinstance(exc, FalAPIError) and (exc.status_code >= 500 or exc.status_code == 499):
-                        await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
-                    elif isinstance(exc, FalTransportError) and exc.maybe_sent:
-                        await history.sent(row, None, UNKNOWN, error=str(exc))
-                    elif isinstance(exc, anyio.get_cancelled_exc_class()):
-                        await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
-                    else:
-                        await history.discard(row)
+                await self._sent_but_failed(row, exc, ran_synchronously=True)
                 raise
         await history.sent(row, ran.request_id, COMPLETED, media_urls=media_urls(ran.output))
         return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
@@ -150,14 +142,7 @@ class Operations:
             try:
                 submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
             except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    maybe_sent = not isinstance(exc, Exception) or (
-                        isinstance(exc, FalTransportError) and exc.maybe_sent
-                    )
-                    if maybe_sent:  # fal may have queued it: keep the trace, there may be a job billing
-                        await history.sent(row, None, UNKNOWN, error=f"fal's answer to the submit was lost: {exc}")
-                    else:  # refused outright (or never sent): nothing exists at fal
-                        await history.discard(row)
+                await self._sent_but_failed(row, exc, ran_synchronously=False)
                 raise
             start.queued(endpoint, submitted.request_id)
         await history.sent(row, submitted.request_id, submitted.status)
@@ -170,6 +155,28 @@ class Operations:
             response_url=submitted.response_url,
             cancel_url=submitted.cancel_url,
         )
+
+    async def _sent_but_failed(self, row: int | None, exc: BaseException, *, ran_synchronously: bool) -> None:
+        """What the history keeps of a request whose sending failed: a trace whenever fal may hold or have run it.
+
+        A refusal (4xx) or a connection that never opened leaves nothing at fal, so nothing is kept. A lost answer
+        (or a caller who left mid-send) may hide a queued, billing job: it stays as UNKNOWN. A synchronous run that
+        fal answered with a 5xx did run, and failed.
+        """
+        history = self.state.history
+        with anyio.CancelScope(shield=True):
+            if (
+                ran_synchronously
+                and isinstance(exc, FalAPIError)
+                and (exc.status_code >= 500 or exc.status_code == 499)
+            ):
+                await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
+            elif ran_synchronously and isinstance(exc, anyio.get_cancelled_exc_class()):
+                await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
+            elif not isinstance(exc, Exception) or (isinstance(exc, FalTransportError) and exc.maybe_sent):
+                await history.sent(row, None, UNKNOWN, error=f"fal's answer was lost: {exc}")
+            else:
+                await history.discard(row)
 
     async def run_queued(
         self,
