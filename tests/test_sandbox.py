@@ -653,6 +653,52 @@ def test_drop_after_handling(client: httpx.Client, server: SandboxServer, fake: 
     assert job.endpoint_id == FLUX
 
 
+def reset_by_peer(error: BaseException) -> bool:
+    """Whether a failed request's cause was a TCP RST (not a clean close)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionResetError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+@pytest.mark.parametrize(("drop", "handled"), [("reset", False), ("reset-after", True)])
+def test_reset_connections(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal, drop: Any, handled: bool
+) -> None:
+    fake.inject(Fault(route="submit", drop=drop))
+    with pytest.raises(httpx.ReadError) as raised:
+        client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert reset_by_peer(raised.value), repr(raised.value)
+    assert len(fake.requests_for("submit")) == 1
+    assert len(fake.jobs) == (1 if handled else 0)  # reset before the fake handled it, or after
+    assert client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"}).status_code == 200
+
+
+def test_a_dropped_connection_is_a_clean_close_not_a_reset(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal
+) -> None:
+    fake.inject(Fault(route="submit", drop="before"))
+    with pytest.raises(httpx.RemoteProtocolError) as raised:
+        client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert not reset_by_peer(raised.value)
+
+
+def test_truncated_answers(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    fake.inject(Fault(route="submit", truncate=True))
+    answer = client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        answer.json()
+    (job,) = fake.jobs.values()  # handled: the job exists, only its answer was cut
+    assert answer.text == json.dumps(job.submit_body(), separators=(",", ":"))[: len(answer.content)]
+    fake.inject(Fault(route="stream", truncate=True))
+    with client.stream("GET", f"{job.urls['status_url']}/stream") as stream:
+        body = stream.read().decode()
+    assert body.startswith("data: {") and not body.endswith("\n\n")  # the first event breaks off
+
+
 def test_fault_times_order_and_filters(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
     fake.inject(Fault(route="submit", endpoint_id="fal-ai/any-llm", status=502, times=2))
     fake.inject(Fault(route="submit", status=500))
@@ -673,6 +719,10 @@ def test_fault_times_order_and_filters(client: httpx.Client, server: SandboxServ
     assert post(FLUX) == 200
     with pytest.raises(ValueError, match="unknown route"):
         Fault(route="submitt")
+    with pytest.raises(ValueError, match="drop must be"):
+        Fault(drop="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="truncate"):
+        Fault(truncate=True, drop="after")
 
 
 # -- recording ----------------------------------------------------------------------------------

@@ -31,14 +31,13 @@ from starlette.types import Receive, Scope, Send
 from fal_mcp.sandbox import platform
 from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
 from fal_mcp.sandbox.catalog import Catalog, Model, default_models
-from fal_mcp.sandbox.disconnect import DroppedConnection
 from fal_mcp.sandbox.faults import Fault, FaultQueue
 from fal_mcp.sandbox.jobs import Job, Outcome
 from fal_mcp.sandbox.platform import Answer
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
 from fal_mcp.sandbox.schema import Json, parse_body
-from fal_mcp.sandbox.sse import cut_short, status_events
+from fal_mcp.sandbox.sse import status_events
 from fal_mcp.sandbox.storage import Storage
 from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
 
@@ -140,20 +139,14 @@ class FakeFal:
         target = classify(request.method, request.url.path)
         self._record(target, request, body)
         fault = self._faults.take(target.route, target.endpoint_id)
-        if fault is not None:
-            if fault.delay_s > 0:
-                await asyncio.sleep(fault.delay_s)
-            if fault.drop == "before":
-                return DroppedConnection()
-            if fault.drop is None and fault.status is not None:
-                return fault.response()
-        response = await self._handle(target, request, body)
-        if fault is not None and fault.events is not None and isinstance(response, StreamingResponse):
-            response.body_iterator = cut_short(response.body_iterator, fault.events, broken=fault.drop == "after")
-            return response
-        if fault is not None and fault.drop == "after":
-            return DroppedConnection()
-        return response
+        if fault is None:
+            return await self._handle(target, request, body)
+        if fault.delay_s > 0:
+            await asyncio.sleep(fault.delay_s)
+        instead = fault.instead()
+        if instead is not None:
+            return instead
+        return fault.applied_to(await self._handle(target, request, body))
 
     def _record(self, target: Target, request: Request, body: bytes) -> None:
         recorded = RecordedRequest(
