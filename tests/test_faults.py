@@ -155,6 +155,22 @@ async def test_a_billed_call_whose_connection_is_reset(client: Client, fake: Fak
     await healthy(client, fake)
 
 
+@pytest.mark.parametrize("tool", list(BILLED))
+async def test_a_billed_call_answered_2xx_with_unreadable_json(client: Client, fake: FakeFal, tool: str) -> None:
+    # fal answered 2xx, so it took the request (a run even ran it); only its answer was cut off. Saying "try
+    # again" would bill twice, and forgetting it would hide a job that may be running.
+    route, arguments = BILLED[tool]
+    prompt = f"truncated {tool} {uuid.uuid4()}"
+    fake.inject(Fault(route=route, truncate=True))
+    result = await call(client, tool.removesuffix("-sync"), {**arguments, "input": {"prompt": prompt}})
+    assert result.is_error and "not re-sent" in text(result) and "Try again" not in text(result), text(result)
+    assert len(fake.requests_for(route)) == 1 and len(fake.jobs) == 1
+    listed = await call(client, "list-requests", {"state": "UNKNOWN", "limit": 100})
+    kept = [r for r in listed.structured_content["requests"] if r["input_summary"] == {"prompt": prompt}]  # type: ignore[index]
+    assert len(kept) == 1
+    await healthy(client, fake)
+
+
 @pytest.mark.parametrize("fault", list(TRANSIENT), ids=list(TRANSIENT))
 async def test_following_a_run_rides_out_faults_on_the_stream_and_status(
     client: Client, fake: FakeFal, fault: str

@@ -137,6 +137,12 @@ class FalProtocolError(FalError):
     """fal answered 2xx with a body that is not the JSON we expect."""
 
 
+def answer_lost(error: BaseException) -> bool:
+    """Whether fal may have acted on a request although no answer was read: the connection failed after the
+    request may have arrived, or fal answered 2xx with a body that could not be read (it did take the request)."""
+    return isinstance(error, FalProtocolError) or (isinstance(error, FalTransportError) and error.maybe_sent)
+
+
 _STATUS_CLASSES: dict[int, type[FalAPIError]] = {
     401: FalAuthError,
     403: FalAuthError,

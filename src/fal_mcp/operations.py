@@ -25,7 +25,7 @@ import anyio
 from fal_mcp.calls import calls
 from fal_mcp.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
-from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, FalTransportError
+from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, answer_lost
 from fal_mcp.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 from fal_mcp.models import COMPLETED, QueueStatus
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
@@ -120,7 +120,7 @@ class Operations:
                 with anyio.CancelScope(shield=True):
                     if isinstance(exc, FalAPIError) and (exc.status_code >= 500 or exc.status_code == 499):
                         await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
-                    elif isinstance(exc, FalTransportError) and exc.maybe_sent:
+                    elif answer_lost(exc):
                         await history.sent(row, None, UNKNOWN, error=str(exc))
                     elif isinstance(exc, anyio.get_cancelled_exc_class()):
                         await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
@@ -151,10 +151,8 @@ class Operations:
                 submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
             except BaseException as exc:
                 with anyio.CancelScope(shield=True):
-                    maybe_sent = not isinstance(exc, Exception) or (
-                        isinstance(exc, FalTransportError) and exc.maybe_sent
-                    )
-                    if maybe_sent:  # fal may have queued it: keep the trace, there may be a job billing
+                    # fal may have queued it (also when cancelled mid-send): keep the trace, a job may be billing
+                    if not isinstance(exc, Exception) or answer_lost(exc):
                         await history.sent(row, None, UNKNOWN, error=f"fal's answer to the submit was lost: {exc}")
                     else:  # refused outright (or never sent): nothing exists at fal
                         await history.discard(row)
