@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, Chaos, FakeFal, Fault, SandboxServer
 from fal_mcp.sandbox.png import encode_png, picture
 from fal_mcp.sandbox.routing import Target, base_app_id, classify
 from fal_mcp.sandbox.schema import Field, parse_body, validate
@@ -723,6 +723,78 @@ def test_fault_times_order_and_filters(client: httpx.Client, server: SandboxServ
         Fault(drop="sideways")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="truncate"):
         Fault(truncate=True, drop="after")
+
+
+# -- chaos --------------------------------------------------------------------------------------
+
+
+def chaos_run(client: httpx.Client, server: SandboxServer, fake: FakeFal, seed: int, count: int) -> list[Any]:
+    """`count` status requests (each answered 404 unless faulted) under 20 % chaos; the kinds hit, by index."""
+    fake.reset()
+    fake.chaos = chaos = Chaos(rate=0.2, seed=seed, kinds=("429", "ingress-502", "ingress-503", "malformed"))
+    for n in range(count):
+        client.get(f"{server.queue_url}/fal-ai/flux/requests/{n:04d}/status")
+    client.get(f"{server.api_url}/v1/models")  # not a queue route: never drawn
+    assert chaos.drawn == count and all(hit.request.route == "status" for hit in chaos.hits)
+    return [(hit.request.request_id, hit.kind) for hit in chaos.hits]
+
+
+def test_chaos_is_deterministic_from_its_seed(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    first = chaos_run(client, server, fake, seed=7, count=100)
+    assert 8 <= len(first) <= 40  # about 20 of 100
+    assert chaos_run(client, server, fake, seed=7, count=100) == first
+    assert chaos_run(client, server, fake, seed=8, count=100) != first
+
+
+def test_chaos_deals_every_kind_evenly(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    kinds = ("429", "ingress-502", "ingress-503", "ingress-504", "malformed")
+    fake.chaos = chaos = Chaos(rate=1.0, seed=1, kinds=kinds)
+    answers = [client.get(f"{server.queue_url}/fal-ai/flux/requests/r{n}/status") for n in range(10)]
+    assert sorted(hit.kind for hit in chaos.hits) == sorted(kinds * 2)
+    for hit, answer in zip(chaos.hits, answers, strict=True):
+        assert hit.request.path == answer.request.url.path
+        if hit.kind == "429":
+            assert answer.status_code == 429 and answer.headers["retry-after"] == "0.1"
+        elif hit.kind.startswith("ingress-"):
+            assert answer.status_code == int(hit.kind[-3:]) and "nginx" in answer.text
+            assert "x-fal-request-id" not in answer.headers
+        else:  # a handled 404, cut in half
+            assert answer.status_code == 404 and answer.text == '{"detail":"Request not found"}'[:15]
+    fake.clear_faults()
+    assert fake.chaos is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "failure"),
+    [
+        ("drop-before", httpx.RemoteProtocolError),
+        ("drop-after", httpx.RemoteProtocolError),
+        ("reset-before", httpx.ReadError),
+        ("reset-after", httpx.ReadError),
+        ("slow", httpx.ReadTimeout),
+    ],
+)
+def test_chaos_connection_faults_on_a_submit(
+    server: SandboxServer, fake: FakeFal, kind: str, failure: type[Exception]
+) -> None:
+    fake.chaos = chaos = Chaos(rate=1.0, kinds=(kind,), slow_s=0.5)
+    with httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=0.2) as client:
+        with pytest.raises(failure) as raised:
+            client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+        assert reset_by_peer(raised.value) is kind.startswith("reset")
+    (hit,) = chaos.hits
+    assert hit.kind == kind and hit.request.route == "submit" and json.loads(hit.request.body) == {"prompt": "x"}
+    wait_until(lambda: len(fake.jobs) == int(hit.handled))  # a slow submit is handled once its delay is over
+    assert hit.handled is (kind != "drop-before" and kind != "reset-before")
+
+
+def test_chaos_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Chaos(rate=1.5)
+    with pytest.raises(ValueError, match="unknown"):
+        Chaos(kinds=("gremlins",))
+    with pytest.raises(ValueError, match="unknown"):
+        Chaos(routes=("nowhere",))  # type: ignore[arg-type]
 
 
 # -- recording ----------------------------------------------------------------------------------
