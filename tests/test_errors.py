@@ -171,6 +171,22 @@ def test_answer_lost(error: Exception, lost: bool) -> None:
     assert answer_lost(error) is lost
 
 
+@pytest.mark.parametrize(
+    ("error", "ran"),
+    [
+        (_api(500), True),  # fal's app failed it: it happened
+        (_api(503, {"x-fal-request-id": "r1"}), True),
+        (_api(499), True),
+        (_api(503), False),  # the ingress answered: no fal app saw it
+        (_api(504, {"X-Fal-Request-Timeout-Type": "user"}), True),  # fal timed it out waiting for a runner
+        (_api(429), False),
+        (_api(422), False),
+    ],
+)
+def test_ran(error: FalAPIError, ran: bool) -> None:
+    assert error.ran is ran
+
+
 def test_backoff_is_bounded_and_jittered() -> None:
     policy = RetryPolicy(retries=6, base_delay_s=0.25, max_delay_s=2.0)
     delays = [policy.backoff(n) for n in range(1, 7) for _ in range(20)]

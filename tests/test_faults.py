@@ -171,6 +171,26 @@ async def test_a_billed_call_answered_2xx_with_unreadable_json(client: Client, f
     await healthy(client, fake)
 
 
+@pytest.mark.parametrize("tool", list(BILLED))
+@pytest.mark.parametrize("answer", ["ingress", "app"])
+async def test_a_billed_call_answered_5xx(client: Client, fake: FakeFal, tool: str, answer: str) -> None:
+    # An ingress 503 (no x-fal-request-id): no fal app saw the request, nothing exists at fal, and the history
+    # keeps nothing, for a run as for a submit. A 503 from fal's app: a run did happen (and failed), and is kept.
+    route, arguments = BILLED[tool]
+    prompt, rid = f"503 {answer} {tool} {uuid.uuid4()}", str(uuid.uuid4())
+    from_app = Fault(route=route, status=503, headers={"x-fal-request-id": rid})
+    fake.inject(TRANSIENT["ingress-503"](route) if answer == "ingress" else from_app)
+    result = await call(client, tool.removesuffix("-sync"), {**arguments, "input": {"prompt": prompt}})
+    assert result.is_error and "fal answered 503" in text(result), text(result)
+    listed = await call(client, "list-requests", {"limit": 100})
+    kept = [r for r in listed.structured_content["requests"] if r["input_summary"] == {"prompt": prompt}]  # type: ignore[index]
+    if answer == "app" and route == "run":
+        assert [(r["state"], r["request_id"]) for r in kept] == [("FAILED", rid)]
+    else:
+        assert kept == []
+    await healthy(client, fake)
+
+
 @pytest.mark.parametrize("fault", list(TRANSIENT), ids=list(TRANSIENT))
 async def test_following_a_run_rides_out_faults_on_the_stream_and_status(
     client: Client, fake: FakeFal, fault: str

@@ -118,7 +118,7 @@ class Operations:
                 ran = await self.caller.fal.run(endpoint, payload, options)
             except BaseException as exc:
                 with anyio.CancelScope(shield=True):
-                    if isinstance(exc, FalAPIError) and (exc.status_code >= 500 or exc.status_code == 499):
+                    if isinstance(exc, FalAPIError) and exc.ran:
                         await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
                     elif answer_lost(exc):
                         await history.sent(row, None, UNKNOWN, error=str(exc))
