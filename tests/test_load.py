@@ -379,9 +379,10 @@ def report(name: str, outcome: Outcome, explained: Counter[str], seconds: float,
     """The run's figures, printed (`pytest -s` shows them)."""
     kinds = Counter(f"{hit.kind} on {hit.request.route}" for hit in outcome.hits)
     tools = Counter(call.tool for call in outcome.calls if call.phase == name)
+    warm_up = len(outcome.calls) - sum(tools.values())
     print(
-        f"\n{name}: {sum(tools.values())} calls in {seconds:.1f}s {dict(tools)}; {len(outcome.calls)} calls in all "
-        f"with the warm-up, {len(outcome.jobs)} jobs at fal, {len(outcome.hits)} faults {dict(kinds)}, "
+        f"\n{name}: {sum(tools.values())} calls in {seconds:.1f}s {dict(tools)}, after {warm_up} to warm up; "
+        f"{len(outcome.jobs)} jobs at fal, {len(outcome.hits)} faults {dict(kinds)}, "
         f"{sum(explained.values())} failed calls, each explained: {dict(explained)}; "
         f"server RSS MB {[round(mb, 1) for mb in rss]}"
     )
