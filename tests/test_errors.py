@@ -12,11 +12,13 @@ from fal_mcp.errors import (
     FalAPIError,
     FalAuthError,
     FalNotFoundError,
+    FalProtocolError,
     FalRateLimitError,
     FalRequestFailed,
     FalServerError,
     FalTransportError,
     FalValidationError,
+    answer_lost,
     decode_response_error,
     parse_retry_after,
 )
@@ -153,6 +155,36 @@ def _api(status: int, headers: dict[str, str] | None = None, body: Any = None) -
 def test_retry_rule(error: Exception, idempotent: bool, retry: bool) -> None:
     assert isinstance(error, FalTransportError | FalAPIError)
     assert is_retryable(error, idempotent=idempotent) is retry
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (FalTransportError("x", maybe_sent=True), True),  # the connection broke once the request may have arrived
+        (FalProtocolError("x"), True),  # fal answered 2xx: it took the request, the answer was unreadable
+        (FalTransportError("x", maybe_sent=False), False),  # never connected: nothing reached fal
+        (_api(429), False),  # refused: nothing was queued
+        (_api(503), False),
+    ],
+)
+def test_answer_lost(error: Exception, lost: bool) -> None:
+    assert answer_lost(error) is lost
+
+
+@pytest.mark.parametrize(
+    ("error", "ran"),
+    [
+        (_api(500), True),  # fal's app failed it: it happened
+        (_api(503, {"x-fal-request-id": "r1"}), True),
+        (_api(499), True),
+        (_api(503), False),  # the ingress answered: no fal app saw it
+        (_api(504, {"X-Fal-Request-Timeout-Type": "user"}), True),  # fal timed it out waiting for a runner
+        (_api(429), False),
+        (_api(422), False),
+    ],
+)
+def test_ran(error: FalAPIError, ran: bool) -> None:
+    assert error.ran is ran
 
 
 def test_backoff_is_bounded_and_jittered() -> None:

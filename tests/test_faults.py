@@ -7,6 +7,7 @@ run is never sent twice; and the server serves the next call normally.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,8 @@ TRANSIENT = {
     "ingress-504": lambda route: Fault(route=route, status=504, body="<html>504 Gateway Time-out nginx</html>"),
     "dropped-before": lambda route: Fault(route=route, drop="before"),
     "dropped-after": lambda route: Fault(route=route, drop="after"),
+    "reset-before": lambda route: Fault(route=route, drop="reset"),
+    "reset-after": lambda route: Fault(route=route, drop="reset-after"),
     "slow-past-timeout": lambda route: Fault(route=route, delay_s=1.5),
 }
 """Faults a read may meet: each is retried, so the call still succeeds."""
@@ -131,6 +134,60 @@ async def test_billed_calls_are_never_sent_twice(client: Client, fake: FakeFal, 
         assert result.is_error and "may have received" in text(result)
     elif result.is_error:
         assert text(result).startswith("run-model" if tool.startswith("run-model") else tool), text(result)
+    await healthy(client, fake)
+
+
+@pytest.mark.parametrize("drop", ["reset", "reset-after"])
+@pytest.mark.parametrize("tool", list(BILLED))
+async def test_a_billed_call_whose_connection_is_reset(client: Client, fake: FakeFal, tool: str, drop: Any) -> None:
+    # Reset before the fake handled it (nothing queued) or after (queued, answer lost): the server cannot tell
+    # the two apart, so both must end the same way: reported as maybe received, kept in the history, not re-sent.
+    route, arguments = BILLED[tool]
+    prompt = f"reset {drop} {tool} {uuid.uuid4()}"
+    fake.inject(Fault(route=route, drop=drop))
+    result = await call(client, tool.removesuffix("-sync"), {**arguments, "input": {"prompt": prompt}})
+    assert result.is_error and "may have received it" in text(result), text(result)
+    assert len(fake.requests_for(route)) == 1, "a billed request reached fal more than once"
+    assert len(fake.jobs) == (1 if drop == "reset-after" else 0)
+    listed = await call(client, "list-requests", {"state": "UNKNOWN", "limit": 100})
+    kept = [r for r in listed.structured_content["requests"] if r["input_summary"] == {"prompt": prompt}]  # type: ignore[index]
+    assert len(kept) == 1 and kept[0].get("request_id") is None  # no id: fal's answer never came
+    await healthy(client, fake)
+
+
+@pytest.mark.parametrize("tool", list(BILLED))
+async def test_a_billed_call_answered_2xx_with_unreadable_json(client: Client, fake: FakeFal, tool: str) -> None:
+    # fal answered 2xx, so it took the request (a run even ran it); only its answer was cut off. Saying "try
+    # again" would bill twice, and forgetting it would hide a job that may be running.
+    route, arguments = BILLED[tool]
+    prompt = f"truncated {tool} {uuid.uuid4()}"
+    fake.inject(Fault(route=route, truncate=True))
+    result = await call(client, tool.removesuffix("-sync"), {**arguments, "input": {"prompt": prompt}})
+    assert result.is_error and "not re-sent" in text(result) and "Try again" not in text(result), text(result)
+    assert len(fake.requests_for(route)) == 1 and len(fake.jobs) == 1
+    listed = await call(client, "list-requests", {"state": "UNKNOWN", "limit": 100})
+    kept = [r for r in listed.structured_content["requests"] if r["input_summary"] == {"prompt": prompt}]  # type: ignore[index]
+    assert len(kept) == 1
+    await healthy(client, fake)
+
+
+@pytest.mark.parametrize("tool", list(BILLED))
+@pytest.mark.parametrize("answer", ["ingress", "app"])
+async def test_a_billed_call_answered_5xx(client: Client, fake: FakeFal, tool: str, answer: str) -> None:
+    # An ingress 503 (no x-fal-request-id): no fal app saw the request, nothing exists at fal, and the history
+    # keeps nothing, for a run as for a submit. A 503 from fal's app: a run did happen (and failed), and is kept.
+    route, arguments = BILLED[tool]
+    prompt, rid = f"503 {answer} {tool} {uuid.uuid4()}", str(uuid.uuid4())
+    from_app = Fault(route=route, status=503, headers={"x-fal-request-id": rid})
+    fake.inject(TRANSIENT["ingress-503"](route) if answer == "ingress" else from_app)
+    result = await call(client, tool.removesuffix("-sync"), {**arguments, "input": {"prompt": prompt}})
+    assert result.is_error and "fal answered 503" in text(result), text(result)
+    listed = await call(client, "list-requests", {"limit": 100})
+    kept = [r for r in listed.structured_content["requests"] if r["input_summary"] == {"prompt": prompt}]  # type: ignore[index]
+    if answer == "app" and route == "run":
+        assert [(r["state"], r["request_id"]) for r in kept] == [("FAILED", rid)]
+    else:
+        assert kept == []
     await healthy(client, fake)
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, Chaos, FakeFal, Fault, SandboxServer
 from fal_mcp.sandbox.png import encode_png, picture
 from fal_mcp.sandbox.routing import Target, base_app_id, classify
 from fal_mcp.sandbox.schema import Field, parse_body, validate
@@ -653,6 +653,52 @@ def test_drop_after_handling(client: httpx.Client, server: SandboxServer, fake: 
     assert job.endpoint_id == FLUX
 
 
+def reset_by_peer(error: BaseException) -> bool:
+    """Whether a failed request's cause was a TCP RST (not a clean close)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionResetError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+@pytest.mark.parametrize(("drop", "handled"), [("reset", False), ("reset-after", True)])
+def test_reset_connections(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal, drop: Any, handled: bool
+) -> None:
+    fake.inject(Fault(route="submit", drop=drop))
+    with pytest.raises(httpx.ReadError) as raised:
+        client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert reset_by_peer(raised.value), repr(raised.value)
+    assert len(fake.requests_for("submit")) == 1
+    assert len(fake.jobs) == (1 if handled else 0)  # reset before the fake handled it, or after
+    assert client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"}).status_code == 200
+
+
+def test_a_dropped_connection_is_a_clean_close_not_a_reset(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal
+) -> None:
+    fake.inject(Fault(route="submit", drop="before"))
+    with pytest.raises(httpx.RemoteProtocolError) as raised:
+        client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert not reset_by_peer(raised.value)
+
+
+def test_truncated_answers(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    fake.inject(Fault(route="submit", truncate=True))
+    answer = client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        answer.json()
+    (job,) = fake.jobs.values()  # handled: the job exists, only its answer was cut
+    assert answer.text == json.dumps(job.submit_body(), separators=(",", ":"))[: len(answer.content)]
+    fake.inject(Fault(route="stream", truncate=True))
+    with client.stream("GET", f"{job.urls['status_url']}/stream") as stream:
+        body = stream.read().decode()
+    assert body.startswith("data: {") and not body.endswith("\n\n")  # the first event breaks off
+
+
 def test_fault_times_order_and_filters(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
     fake.inject(Fault(route="submit", endpoint_id="fal-ai/any-llm", status=502, times=2))
     fake.inject(Fault(route="submit", status=500))
@@ -673,6 +719,82 @@ def test_fault_times_order_and_filters(client: httpx.Client, server: SandboxServ
     assert post(FLUX) == 200
     with pytest.raises(ValueError, match="unknown route"):
         Fault(route="submitt")
+    with pytest.raises(ValueError, match="drop must be"):
+        Fault(drop="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="truncate"):
+        Fault(truncate=True, drop="after")
+
+
+# -- chaos --------------------------------------------------------------------------------------
+
+
+def chaos_run(client: httpx.Client, server: SandboxServer, fake: FakeFal, seed: int, count: int) -> list[Any]:
+    """`count` status requests (each answered 404 unless faulted) under 20 % chaos; the kinds hit, by index."""
+    fake.reset()
+    fake.chaos = chaos = Chaos(rate=0.2, seed=seed, kinds=("429", "ingress-502", "ingress-503", "malformed"))
+    for n in range(count):
+        client.get(f"{server.queue_url}/fal-ai/flux/requests/{n:04d}/status")
+    client.get(f"{server.api_url}/v1/models")  # not a queue route: never drawn
+    assert chaos.drawn == count and all(hit.request.route == "status" for hit in chaos.hits)
+    return [(hit.request.request_id, hit.kind) for hit in chaos.hits]
+
+
+def test_chaos_is_deterministic_from_its_seed(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    first = chaos_run(client, server, fake, seed=7, count=100)
+    assert 8 <= len(first) <= 40  # about 20 of 100
+    assert chaos_run(client, server, fake, seed=7, count=100) == first
+    assert chaos_run(client, server, fake, seed=8, count=100) != first
+
+
+def test_chaos_deals_every_kind_evenly(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:
+    kinds = ("429", "ingress-502", "ingress-503", "ingress-504", "malformed")
+    fake.chaos = chaos = Chaos(rate=1.0, seed=1, kinds=kinds)
+    answers = [client.get(f"{server.queue_url}/fal-ai/flux/requests/r{n}/status") for n in range(10)]
+    assert sorted(hit.kind for hit in chaos.hits) == sorted(kinds * 2)
+    for hit, answer in zip(chaos.hits, answers, strict=True):
+        assert hit.request.path == answer.request.url.path
+        if hit.kind == "429":
+            assert answer.status_code == 429 and answer.headers["retry-after"] == "0.1"
+        elif hit.kind.startswith("ingress-"):
+            assert answer.status_code == int(hit.kind[-3:]) and "nginx" in answer.text
+            assert "x-fal-request-id" not in answer.headers
+        else:  # a handled 404, cut in half
+            assert answer.status_code == 404 and answer.text == '{"detail":"Request not found"}'[:15]
+    fake.clear_faults()
+    assert fake.chaos is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "failure"),
+    [
+        ("drop-before", httpx.RemoteProtocolError),
+        ("drop-after", httpx.RemoteProtocolError),
+        ("reset-before", httpx.ReadError),
+        ("reset-after", httpx.ReadError),
+        ("slow", httpx.ReadTimeout),
+    ],
+)
+def test_chaos_connection_faults_on_a_submit(
+    server: SandboxServer, fake: FakeFal, kind: str, failure: type[Exception]
+) -> None:
+    fake.chaos = chaos = Chaos(rate=1.0, kinds=(kind,), slow_s=0.5)
+    with httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=0.2) as client:
+        with pytest.raises(failure) as raised:
+            client.post(f"{server.queue_url}/{FLUX}", json={"prompt": "x"})
+        assert reset_by_peer(raised.value) is kind.startswith("reset")
+    (hit,) = chaos.hits
+    assert hit.kind == kind and hit.request.route == "submit" and json.loads(hit.request.body) == {"prompt": "x"}
+    wait_until(lambda: len(fake.jobs) == int(hit.handled))  # a slow submit is handled once its delay is over
+    assert hit.handled is (kind != "drop-before" and kind != "reset-before")
+
+
+def test_chaos_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Chaos(rate=1.5)
+    with pytest.raises(ValueError, match="unknown"):
+        Chaos(kinds=("gremlins",))
+    with pytest.raises(ValueError, match="unknown"):
+        Chaos(routes=("nowhere",))  # type: ignore[arg-type]
 
 
 # -- recording ----------------------------------------------------------------------------------

@@ -85,6 +85,11 @@ class FalAPIError(FalError):
         """A 502/503/504 that never reached a fal app carries no `x-fal-request-id` (fal's own client rule)."""
         return self.status_code in (502, 503, 504) and self.request_id is None and self.timeout_type is None
 
+    @property
+    def ran(self) -> bool:
+        """The request reached fal's app, which failed it (5xx or 499): unlike a refusal, it happened."""
+        return (self.status_code >= 500 or self.status_code == 499) and not self.from_ingress
+
 
 class FalAuthError(FalAPIError):
     """401 / 403: the key is unknown, or the account is locked (e.g. out of balance)."""
@@ -135,6 +140,12 @@ class FalTransportError(FalError):
 
 class FalProtocolError(FalError):
     """fal answered 2xx with a body that is not the JSON we expect."""
+
+
+def answer_lost(error: BaseException) -> bool:
+    """Whether fal may have acted on a request although no answer was read: the connection failed after the
+    request may have arrived, or fal answered 2xx with a body that could not be read (it did take the request)."""
+    return isinstance(error, FalProtocolError) or (isinstance(error, FalTransportError) and error.maybe_sent)
 
 
 _STATUS_CLASSES: dict[int, type[FalAPIError]] = {

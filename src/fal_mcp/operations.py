@@ -25,7 +25,7 @@ import anyio
 from fal_mcp.calls import calls
 from fal_mcp.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
-from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, FalTransportError
+from fal_mcp.errors import FalAPIError, FalError, FalRequestFailed, answer_lost
 from fal_mcp.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 from fal_mcp.models import COMPLETED, QueueStatus
 from fal_mcp.outputs import CancelResult, RequestResult, StatusResult, SubmitResult
@@ -159,21 +159,17 @@ class Operations:
     async def _sent_but_failed(self, row: int | None, exc: BaseException, *, ran_synchronously: bool) -> None:
         """What the history keeps of a request whose sending failed: a trace whenever fal may hold or have run it.
 
-        A refusal (4xx) or a connection that never opened leaves nothing at fal, so nothing is kept. A lost answer
-        (or a caller who left mid-send) may hide a queued, billing job: it stays as UNKNOWN. A synchronous run that
-        fal answered with a 5xx did run, and failed.
+        A refusal (4xx, or the ingress's 5xx) or a connection that never opened leaves nothing at fal, so nothing is
+        kept. A lost or unreadable answer (or a caller who left mid-send) may hide a queued, billing job: it stays as
+        UNKNOWN. A synchronous run that a fal app answered with a 5xx did run, and failed.
         """
         history = self.state.history
         with anyio.CancelScope(shield=True):
-            if (
-                ran_synchronously
-                and isinstance(exc, FalAPIError)
-                and (exc.status_code >= 500 or exc.status_code == 499)
-            ):
+            if ran_synchronously and isinstance(exc, FalAPIError) and exc.ran:
                 await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
             elif ran_synchronously and isinstance(exc, anyio.get_cancelled_exc_class()):
                 await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
-            elif not isinstance(exc, Exception) or (isinstance(exc, FalTransportError) and exc.maybe_sent):
+            elif not isinstance(exc, Exception) or answer_lost(exc):
                 await history.sent(row, None, UNKNOWN, error=f"fal's answer was lost: {exc}")
             else:
                 await history.discard(row)

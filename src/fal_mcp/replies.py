@@ -92,6 +92,11 @@ def explain(error: Exception, *, action: str, endpoint: str | None = None, reque
     if isinstance(error, FalTransportError):
         return _transport_error(error, action=action)
     if isinstance(error, FalProtocolError):
+        if _starts_generation(action):  # a 2xx: fal took the request, only its answer was unreadable
+            return (
+                f"{action}: {error}. fal received it, so it was not re-sent (that could bill twice). "
+                "Do not repeat it blindly: it may still be running."
+            )
         return f"{action}: {error}. Try again; if it persists fal may be degraded."
     if isinstance(error, FalError):
         return f"{action}: {error}"

@@ -10,6 +10,7 @@ and the test-suite drives the real MCP server against it::
 from fal_mcp.sandbox.app import FakeFal
 from fal_mcp.sandbox.auth import LOCKED_KEY, SANDBOX_KEY
 from fal_mcp.sandbox.catalog import Crash, Model, default_models
+from fal_mcp.sandbox.chaos import Chaos, ChaosHit
 from fal_mcp.sandbox.faults import NGINX_503, Fault
 from fal_mcp.sandbox.jobs import Job
 from fal_mcp.sandbox.recording import RecordedRequest
@@ -20,6 +21,8 @@ __all__ = [
     "LOCKED_KEY",
     "NGINX_503",
     "SANDBOX_KEY",
+    "Chaos",
+    "ChaosHit",
     "Crash",
     "FakeFal",
     "Fault",

@@ -31,14 +31,14 @@ from starlette.types import Receive, Scope, Send
 from fal_mcp.sandbox import platform
 from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
 from fal_mcp.sandbox.catalog import Catalog, Model, default_models
-from fal_mcp.sandbox.disconnect import DroppedConnection
+from fal_mcp.sandbox.chaos import Chaos
 from fal_mcp.sandbox.faults import Fault, FaultQueue
 from fal_mcp.sandbox.jobs import Job, Outcome
 from fal_mcp.sandbox.platform import Answer
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
 from fal_mcp.sandbox.schema import Json, parse_body
-from fal_mcp.sandbox.sse import cut_short, status_events
+from fal_mcp.sandbox.sse import status_events
 from fal_mcp.sandbox.storage import Storage
 from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
 
@@ -61,7 +61,7 @@ class FakeFal:
 
     Inspect `requests` (every request, in arrival order), `jobs` (request id -> `Job`),
     `webhook_deliveries` and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
-    `clear_faults()` and `reset()`.
+    `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`.
     """
 
     def __init__(
@@ -84,6 +84,8 @@ class FakeFal:
         self.storage = Storage()
         self._keyring = Keyring(keys, locked_keys)
         self._faults = FaultQueue()
+        self.chaos: Chaos | None = None
+        """While set, a random fraction of requests meets a random fault (see `chaos`)."""
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -96,8 +98,9 @@ class FakeFal:
         self._faults.add(fault)
 
     def clear_faults(self) -> None:
-        """Drop every pending fault."""
+        """Drop every pending fault, and end chaos."""
         self._faults.clear()
+        self.chaos = None
 
     def requests_for(self, route: str) -> list[RecordedRequest]:
         """Recorded requests on one route, in arrival order."""
@@ -111,7 +114,7 @@ class FakeFal:
             self.jobs.clear()
             self.webhook_deliveries.clear()
         self.storage.reset()
-        self._faults.clear()
+        self.clear_faults()
 
     def interrupt_waits(self) -> None:
         """End open status streams and synchronous waits, so the server can stop promptly."""
@@ -138,24 +141,21 @@ class FakeFal:
     async def _respond(self, request: Request) -> Response:
         body = await request.body()
         target = classify(request.method, request.url.path)
-        self._record(target, request, body)
+        recorded = self._record(target, request, body)
         fault = self._faults.take(target.route, target.endpoint_id)
-        if fault is not None:
-            if fault.delay_s > 0:
-                await asyncio.sleep(fault.delay_s)
-            if fault.drop == "before":
-                return DroppedConnection()
-            if fault.drop is None and fault.status is not None:
-                return fault.response()
-        response = await self._handle(target, request, body)
-        if fault is not None and fault.events is not None and isinstance(response, StreamingResponse):
-            response.body_iterator = cut_short(response.body_iterator, fault.events, broken=fault.drop == "after")
-            return response
-        if fault is not None and fault.drop == "after":
-            return DroppedConnection()
-        return response
+        chaos = self.chaos
+        if fault is None and chaos is not None:
+            fault = chaos.draw(recorded)
+        if fault is None:
+            return await self._handle(target, request, body)
+        if fault.delay_s > 0:
+            await asyncio.sleep(fault.delay_s)
+        instead = fault.instead()
+        if instead is not None:
+            return instead
+        return fault.applied_to(await self._handle(target, request, body))
 
-    def _record(self, target: Target, request: Request, body: bytes) -> None:
+    def _record(self, target: Target, request: Request, body: bytes) -> RecordedRequest:
         recorded = RecordedRequest(
             route=target.route,
             method=request.method,
@@ -168,6 +168,7 @@ class FakeFal:
         )
         with self._lock:
             self.requests.append(recorded)
+        return recorded
 
     async def _handle(self, target: Target, request: Request, body: bytes) -> Response:
         origin = f"{request.url.scheme}://{request.url.netloc}"

@@ -63,3 +63,11 @@ async def cut_short(frames: AsyncIterable[Any], events: int, *, broken: bool) ->
             sent += 1
     if broken:
         raise StreamCut("sandbox fault: status stream cut mid-way")
+
+
+async def cut_inside_first_event(frames: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+    """Pass on the first half of the first frame, then end the stream: an event whose JSON breaks off."""
+    async for frame in frames:
+        data = bytes(frame)
+        yield data[: len(data) // 2]
+        return
