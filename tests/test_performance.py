@@ -3,6 +3,7 @@
 - A stdio start loads only what stdio needs: no Pillow, no JSON Schema validator, no sandbox, no REST surface.
 - The fal connection pool makes its TLS context on the first request, not at start.
 - Connections accepted by the HTTP transport skip Nagle's algorithm (else each answer waits ~40 ms).
+- Polling a request's status writes to the history only when its state changed.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from fal_mcp.history import FILE_NAME, History
 from fal_mcp.transports import bind_socket
 
 HEAVY_AT_START = (
@@ -79,3 +83,30 @@ async def test_http_connections_skip_nagle() -> None:
         _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
         assert await asyncio.wait_for(nodelay.get(), 5) != 0
         writer.close()
+
+
+@pytest.mark.anyio
+async def test_polling_a_request_whose_state_has_not_changed_writes_nothing(tmp_path: Path) -> None:
+    history = History.open(tmp_path)
+    watcher = sqlite3.connect(tmp_path / FILE_NAME)  # `data_version` moves when another connection commits
+
+    def version() -> int:
+        return watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    try:
+        row = await history.begin("partition", "fal-ai/flux/schnell", {"prompt": "a fox"}, "submit")
+        await history.sent(row, "request-1", "IN_QUEUE")
+        before = version()
+        await history.observe("partition", "request-1", "IN_PROGRESS")
+        changed = version()
+        assert changed != before
+        for _ in range(3):
+            await history.observe("partition", "request-1", "IN_PROGRESS")
+        assert version() == changed
+        await history.observe("partition", "request-1", "COMPLETED")
+        assert version() != changed
+        record = await history.get("partition", "request-1")
+        assert record is not None and record.state == "COMPLETED"
+    finally:
+        watcher.close()
+        history.close()
