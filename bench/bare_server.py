@@ -21,7 +21,7 @@ from mcp.server import MCPServer
 
 
 def create(status: bool) -> MCPServer[Any]:
-    server: MCPServer[Any] = MCPServer("bare")
+    server: MCPServer[Any] = MCPServer("bare", log_level="WARNING")  # as fal-mcp by default: no line per request
 
     @server.tool()
     def ping() -> str:
