@@ -63,7 +63,7 @@ def run(quick: bool) -> rig.Report:
             request_id = rig.completed_request(fake)
             arguments = {"request_id": request_id, "endpoint_id": rig.FAST}
             env = rig.server_env(fake, state_dir, FAL_MCP_SUBMITS_PER_MINUTE="0", FAL_MCP_MAX_RUNNING_JOBS="0")
-            with rig.http_process([*rig.fal_mcp_command(), "--transport", "http"], env) as server:
+            with rig.http_process(rig.fal_mcp_http_command(), env) as server:
                 counter = itertools.count()
                 await anyio.sleep(0.5)  # let the lifespan settle
                 samples.append({"after": "start", "calls": 0, "rss MB": rig.rss_mb(server.pid), "failures": 0})

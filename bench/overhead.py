@@ -61,7 +61,7 @@ async def paths(fake: rig.Sandbox, state_dir: str, request_id: str) -> AsyncIter
                 raise RuntimeError(f"unexpected status: {response.text}")
 
         bare_http = stack.enter_context(rig.http_process(rig.bare_command("--http", "--status"), ours_env))
-        ours_http = stack.enter_context(rig.http_process([*rig.fal_mcp_command(), "--transport", "http"], ours_env))
+        ours_http = stack.enter_context(rig.http_process(rig.fal_mcp_http_command(), ours_env))
         clients = {
             "bare MCPServer, stdio": rig.stdio_client(rig.bare_command("--status"), ours_env),
             "fal-mcp, stdio": rig.stdio_client(rig.fal_mcp_command(), ours_env),

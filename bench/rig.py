@@ -219,6 +219,11 @@ def fal_mcp_command() -> list[str]:
     return [found]
 
 
+def fal_mcp_http_command() -> list[str]:
+    """fal-mcp on streamable HTTP, on a free loopback port (announced on stderr)."""
+    return [*fal_mcp_command(), "--transport", "http", "--port", "0"]
+
+
 def bare_command(*args: str) -> list[str]:
     """The bare SDK server, with the same interpreter."""
     return [sys.executable, str(BARE_SERVER), *args]

@@ -101,7 +101,7 @@ def run(quick: bool) -> rig.Report:
             env = rig.server_env(fake, state_dir, FAL_MCP_SUBMITS_PER_MINUTE="0", FAL_MCP_MAX_RUNNING_JOBS="0")
             servers = {  # the SDK's floor (a tool making the one GET), in the default era only
                 "bare MCPServer": (rig.bare_command("--http", "--status"), {"2026-07-28": "auto"}),
-                "fal-mcp": ([*rig.fal_mcp_command(), "--transport", "http"], ERAS),
+                "fal-mcp": (rig.fal_mcp_http_command(), ERAS),
             }
             for name, (command, eras) in servers.items():
                 with rig.http_process(command, env) as server:
