@@ -98,12 +98,18 @@ def _throughput(report: rig.Report) -> Image.Image:
 
 
 def _memory(report: rig.Report) -> Image.Image:
-    rows = report.rows
+    rows = [row for row in report.rows if row["after"] in ("start", "warm-up") or row is report.rows[-1]]
     return panel(
-        "fal-mcp RSS over mixed calls (HTTP)",
+        "RSS over many calls, HTTP (fal-mcp: mixed)",
         "MB",
-        [str(row["after"]).replace(",000", "k") for row in rows],
-        {"RSS": (OURS, [row["rss MB"] for row in rows])},
+        [
+            f"{row['after']}".replace(",000", "k") + ("" if row["after"] == "start" else f" ({row['calls']:,})")
+            for row in rows
+        ],
+        {
+            "bare MCPServer": (FLOOR, [row["bare MCPServer MB"] for row in rows]),
+            "fal-mcp": (OURS, [row["fal-mcp MB"] for row in rows]),
+        },
     )
 
 

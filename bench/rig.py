@@ -119,11 +119,19 @@ def write_json(name: str, data: Any) -> Path:
 
 def standalone(run: Callable[[bool], Report], doc: str | None) -> None:
     """The `python bench/<module>.py [--quick]` entry point every benchmark module shares."""
+    args = arguments(doc).parse_args()
+    os.environ.pop("FAL_KEY", None)  # a real key must never reach a benchmark
+    finish(run(args.quick))
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test, not a measurement)")
-    args = parser.parse_args()
-    os.environ.pop("FAL_KEY", None)  # a real key must never reach a benchmark
-    report = run(args.quick)
+    return parser
+
+
+def finish(report: Report) -> None:
+    """Print a report and write it to `bench/results/<name>.json`."""
     print_report(report)
     print(f"\nwrote {write_json(report.name, report.as_json()).relative_to(BENCH.parent)}")
 
