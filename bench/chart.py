@@ -15,7 +15,7 @@ import rig
 
 PANEL_W, PANEL_H = 640, 400
 MARGIN = 60
-OURS, FLOOR, LEGACY = "#e4572e", "#4c78a8", "#f2a541"
+OURS, FLOOR, LEGACY, FLOOR_LEGACY = "#e4572e", "#4c78a8", "#f2a541", "#9ecae9"
 INK, GRID = "#222222", "#dddddd"
 
 Series = dict[str, tuple[str, list[float]]]
@@ -86,12 +86,13 @@ def _throughput(report: rig.Report) -> Image.Image:
 
     levels = sorted({row["clients"] for row in report.rows})
     return panel(
-        "Throughput: get-status over HTTP",
+        "Throughput: get-status over HTTP (2026-07-28 and legacy)",
         "calls/s",
         [f"{n} client{'s' if n > 1 else ''}" for n in levels],
         {
-            "bare MCPServer": (FLOOR, per_level("bare MCPServer", "2026-07-28")),
+            "bare": (FLOOR, per_level("bare MCPServer", "2026-07-28")),
             "fal-mcp": (OURS, per_level("fal-mcp", "2026-07-28")),
+            "bare, legacy session": (FLOOR_LEGACY, per_level("bare MCPServer", "legacy session")),
             "fal-mcp, legacy session": (LEGACY, per_level("fal-mcp", "legacy session")),
         },
     )

@@ -122,7 +122,7 @@ def report(samples: dict[str, list[float]]) -> rig.Report:
 
 
 def run(quick: bool) -> rig.Report:
-    per_path, rounds, warm_up = (30, 3, 5) if quick else (300, 6, 30)
+    per_path, rounds, warm_up = (30, 3, 5) if quick else (500, 10, 50)
 
     async def main() -> dict[str, list[float]]:
         with rig.sandbox() as fake, tempfile.TemporaryDirectory() as state_dir:

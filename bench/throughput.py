@@ -4,7 +4,8 @@ One `fal-mcp --transport http` (stateful, the default; the per-key guards off so
 log level), the fake fal in a process of its own, and 1, 10 and 50 concurrent clients, each an SDK `Client` with
 its own connection pool and MCP session, calling `get-status` of one completed request back to back for a fixed
 time. Both protocol eras: 2026-07-28 (the SDK client's default; one POST per call, no session) and the legacy
-handshake (a stateful session per client, `Mcp-Session-Id`).
+handshake (a stateful session per client, `Mcp-Session-Id`). The same load then goes to the bare SDK server
+(`bare_server.py --status`), the floor.
 
 The load generator runs in this process, on the same 2 cores as the server and the fake: the CPU columns say
 who was busy (100 % = one core).
@@ -99,11 +100,11 @@ def run(quick: bool) -> rig.Report:
             request_id = rig.completed_request(fake)
             arguments = {"request_id": request_id, "endpoint_id": rig.FAST}
             env = rig.server_env(fake, state_dir, FAL_MCP_SUBMITS_PER_MINUTE="0", FAL_MCP_MAX_RUNNING_JOBS="0")
-            servers = {  # the SDK's floor (a tool making the one GET), in the default era only
-                "bare MCPServer": (rig.bare_command("--http", "--status"), {"2026-07-28": "auto"}),
-                "fal-mcp": (rig.fal_mcp_http_command(), ERAS),
+            servers = {  # the SDK's floor: a tool making the one GET
+                "bare MCPServer": rig.bare_command("--http", "--status"),
+                "fal-mcp": rig.fal_mcp_http_command(),
             }
-            for name, (command, eras) in servers.items():
+            for name, command in servers.items():
                 with rig.http_process(command, env) as server:
 
                     def cpu(server: rig.HttpProcess = server) -> dict[str, float]:
@@ -113,7 +114,7 @@ def run(quick: bool) -> rig.Report:
                             "clients": time.process_time(),
                         }
 
-                    for era, mode in eras.items():
+                    for era, mode in ERAS.items():
                         for clients in LEVELS:
                             levels.append(Level(name, era, clients))
                             await drive(server.url, mode, seconds, arguments, levels[-1], cpu)
