@@ -7,7 +7,7 @@ over stdio (the real `fal-mcp` command); fal-client's `subscribe` runs with its 
 
     pip install -e '.[bench]' && python bench/long_jobs.py [--runs-fast 10] [--runs-slow 3] [--slow-scale 0.25]
 
-Prints a table and writes `bench/results/long_jobs.json`. Targets (issue: long-running jobs): at most 4
+Prints a table and writes `bench/results/long_jobs.json`; `bench/run.py` runs it too, through `run()`. Targets (issue: long-running jobs): at most 4
 requests per completed job on the streaming path, output within 50 ms of completion.
 """
 

@@ -84,30 +84,29 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def describe(target: Target) -> str:
+    return f"{'MET   ' if target.met else 'MISSED'}  {target.name}: {target.goal}; measured {target.measured}"
+
+
+def _aligned(values: list[str], widths: list[int]) -> str:
+    """The first column to the left, the numbers to the right."""
+    return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True)))
+
+
 def print_report(report: Report) -> None:
     print(f"\n== {report.title}")
     if report.rows:
         columns = list(report.rows[0])
         cells = [[fmt(row.get(c, "")) for c in columns] for row in report.rows]
         widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths, strict=True))
-            )
-        )
+        print(_aligned(columns, widths))
         print("  ".join("-" * w for w in widths))
         for line in cells:
-            print(
-                "  ".join(
-                    v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths, strict=True))
-                )
-            )
+            print(_aligned(line, widths))
     for note in report.notes:
         print(f"  note: {note}")
     for target in report.targets:
-        print(
-            f"  target {'MET ' if target.met else 'MISSED'}  {target.name}: {target.goal}; measured {target.measured}"
-        )
+        print(f"  target {describe(target)}")
 
 
 def write_json(name: str, data: Any) -> Path:

@@ -58,7 +58,7 @@ def print_summary(reports: list[rig.Report]) -> None:
     print("\n== Targets")
     for report in reports:
         for target in report.targets:
-            print(f"  {'MET   ' if target.met else 'MISSED'}  {target.name}: {target.goal}; measured {target.measured}")
+            print(f"  {rig.describe(target)}")
     targets = [t for r in reports for t in r.targets]
     print(f"  {sum(t.met for t in targets)} of {len(targets)} targets met")
 
