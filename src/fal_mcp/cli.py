@@ -110,15 +110,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 
-    from fal_mcp.http_app import create_http_app
-    from fal_mcp.server import create_server
     from fal_mcp.transports import serve_http, serve_stdio
 
     with sandboxed(settings) as effective:
         try:
             if effective.transport == "http":
+                from fal_mcp.http_app import create_http_app  # the REST surface and its OpenAPI: HTTP only
+
                 serve_http(create_http_app(effective), effective)
             else:
+                from fal_mcp.server import create_server
+
                 serve_stdio(create_server(effective))
         except KeyboardInterrupt:
             pass

@@ -99,6 +99,29 @@ def _has_request(exc: httpx.TransportError) -> bool:
     return True
 
 
+class _FirstUsePool(httpx.AsyncBaseTransport):
+    """httpx's own connection pool, built when the first request goes out.
+
+    Building it makes its TLS context (loading the CA bundle), about 30 ms that would otherwise stand between a
+    client and the first `tools/list` answer, whether or not the session ever reaches fal.
+    """
+
+    def __init__(self) -> None:
+        self._pool: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._pool is None:
+            self._pool = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0),
+                trust_env=False,
+            )
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+
 class FalClient:
     """run, submit, status, result and cancel against fal, with the retry rules of `fal_mcp.retry`."""
 
@@ -127,11 +150,10 @@ class FalClient:
             connect_s=settings.connect_timeout_s, request_s=settings.request_timeout_s, run_s=settings.run_timeout_s
         )
         http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport if transport is not None else _FirstUsePool(),
             timeout=timeouts.queue(),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0),
             trust_env=False,
         )
         async with http:

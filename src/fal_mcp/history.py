@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -39,6 +40,8 @@ ACTIVE_STATES = ("SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "CANCELLATION_REQUESTE
 MAX_SUMMARY_CHARS = 2000
 MAX_INLINE_CHARS = 200
 MAX_MEDIA_URLS = 50
+MAX_UNCHANGED_TRACKED = 1024
+"""How many requests' last written state `observe` keeps, to skip writing a state that did not change."""
 FILE_NAME = "history.sqlite3"
 
 _SCHEMA = """
@@ -161,6 +164,7 @@ class History:
         self.path = path
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._written: OrderedDict[tuple[str, str], tuple[str, str | None, str | None]] = OrderedDict()
         if path is not None:
             self._db = self._connect(path)
 
@@ -260,19 +264,32 @@ class History:
         error_type: str | None = None,
         output: Any = None,
     ) -> None:
-        """A later state of a known request (unknown ids are not ours and are ignored)."""
+        """A later state of a known request (unknown ids are not ours and are ignored).
+
+        Seeing again what this process last wrote for the request writes nothing, so polling a job's status
+        costs no write per poll; `updated_at` is when the state last changed.
+        """
+        key, seen = (partition, request_id), (state, error, error_type)
+        if output is None and self._written.get(key) == seen:
+            self._written.move_to_end(key)
+            return
         now = time.time()
         urls = json.dumps(media_urls(output)) if output is not None else None
 
-        def update(db: sqlite3.Connection) -> None:
+        def update(db: sqlite3.Connection) -> bool:
             db.execute(
                 "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
                 " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
                 " WHERE partition = ? AND request_id = ?",
                 (state, now, error, error_type, urls, partition, request_id),
             )
+            return True
 
-        await self._run(update, None)
+        if await self._run(update, False):
+            self._written[key] = seen
+            self._written.move_to_end(key)
+            if len(self._written) > MAX_UNCHANGED_TRACKED:
+                self._written.popitem(last=False)
 
     # -- reads --------------------------------------------------------------------------------------
 

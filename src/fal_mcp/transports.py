@@ -56,7 +56,9 @@ def _any_port(value: str) -> list[str]:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before serving, so port 0 yields a real port we can announce."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on such sockets (and the connections they accept); without
+    # it each SSE answer waits ~40 ms on Nagle + delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)  # listening before we announce the address: an early client waits in the backlog

@@ -1,0 +1,112 @@
+"""What keeps fal-mcp fast, checked by what it does rather than by timing it (the figures are `bench/`'s).
+
+- A stdio start loads only what stdio needs: no Pillow, no JSON Schema validator, no sandbox, no REST surface.
+- The fal connection pool makes its TLS context on the first request, not at start.
+- Connections accepted by the HTTP transport skip Nagle's algorithm (else each answer waits ~40 ms).
+- Polling a request's status writes to the history only when its state changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fal_mcp.history import FILE_NAME, History
+from fal_mcp.transports import bind_socket
+
+HEAVY_AT_START = (
+    "PIL",  # previews, made on the first result with an image
+    "jsonschema",  # input validation, on the first run or submit
+    "fal_mcp.sandbox",  # only with --sandbox
+    "fal_mcp.http_app",  # the HTTP surface: health, the gate, REST and its OpenAPI document
+    "fal_mcp.rest",
+    "fal_mcp.openapi",
+)
+
+STDIO_START = """
+import json, sys
+import fal_mcp.transports
+fal_mcp.transports.serve_stdio = lambda server: print(json.dumps(sorted(sys.modules)))  # the server, built, unserved
+from fal_mcp.cli import main
+main([])
+"""
+
+
+def test_a_stdio_start_loads_nothing_it_does_not_need() -> None:
+    shown = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(shown))
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_AT_START))
+    assert heavy == []
+
+
+@pytest.mark.anyio
+async def test_the_fal_pool_makes_its_tls_context_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from fal_mcp.client import FalClient
+    from fal_mcp.settings import Settings
+
+    made: list[object] = []
+    real = httpx.AsyncHTTPTransport.__init__
+
+    def counting(self: httpx.AsyncHTTPTransport, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "__init__", counting)
+    settings = Settings(_env_file=None, fal_key="key-id:key-secret", queue_url="http://127.0.0.1:9")  # pyright: ignore[reportCallIssue]
+    async with FalClient.open(settings) as fal:
+        assert made == []
+        with pytest.raises(httpx.ConnectError):  # nothing listens there: what matters is the pool it built
+            await fal.public_http.get("http://127.0.0.1:9/")
+        assert len(made) == 1
+
+
+@pytest.mark.anyio
+async def test_http_connections_skip_nagle() -> None:
+    sock = bind_socket("127.0.0.1", 0)
+    nodelay: asyncio.Queue[int] = asyncio.Queue()
+
+    async def accepted(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nodelay.put_nowait(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        assert await asyncio.wait_for(nodelay.get(), 5) != 0
+        writer.close()
+
+
+@pytest.mark.anyio
+async def test_polling_a_request_whose_state_has_not_changed_writes_nothing(tmp_path: Path) -> None:
+    history = History.open(tmp_path)
+    watcher = sqlite3.connect(tmp_path / FILE_NAME)  # `data_version` moves when another connection commits
+
+    def version() -> int:
+        return watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    try:
+        row = await history.begin("partition", "fal-ai/flux/schnell", {"prompt": "a fox"}, "submit")
+        await history.sent(row, "request-1", "IN_QUEUE")
+        before = version()
+        await history.observe("partition", "request-1", "IN_PROGRESS")
+        changed = version()
+        assert changed != before
+        for _ in range(3):
+            await history.observe("partition", "request-1", "IN_PROGRESS")
+        assert version() == changed
+        await history.observe("partition", "request-1", "COMPLETED")
+        assert version() != changed
+        record = await history.get("partition", "request-1")
+        assert record is not None and record.state == "COMPLETED"
+    finally:
+        watcher.close()
+        history.close()
