@@ -175,10 +175,6 @@ class FalClient:
         return FalClient(self._http, self.urls, key=key, retry=self._retry, timeouts=self._timeouts)
 
     @property
-    def has_key(self) -> bool:
-        return self._key is not None
-
-    @property
     def public_http(self) -> httpx.AsyncClient:
         """The shared pool for requests that must carry no fal credential (CDN uploads, signed URLs, media).
 
