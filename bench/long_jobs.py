@@ -100,7 +100,7 @@ def run_model_through(client: Any) -> Runner:
 async def fal_mcp_in_memory(sandbox: SandboxServer, state_dir: str, plan: list[tuple[str, int]]) -> list[Sample]:
     from mcp import Client
 
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     samples: list[Sample] = []
     async with Client(create_server(settings_for(sandbox, state_dir))) as client:

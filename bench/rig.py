@@ -190,7 +190,7 @@ def completed_request(fake: Sandbox, endpoint: str = FAST) -> str:
 
 
 def status_url(fake: Sandbox, request_id: str, endpoint: str = FAST) -> str:
-    """fal's status address: the base app id (owner/app, no subpath), as `fal_mcp.endpoint` builds it."""
+    """fal's status address: the base app id (owner/app, no subpath), as `fal_mcp.fal.endpoint` builds it."""
     owner, app = endpoint.split("/")[:2]
     return f"{fake.queue_url}/{owner}/{app}/requests/{request_id}/status"
 

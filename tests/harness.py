@@ -26,7 +26,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from fal_mcp.sandbox import SANDBOX_KEY, SandboxServer
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from tests.conftest import env_for, settings_for
 
 TRANSPORTS = ("memory", "stdio", "http")

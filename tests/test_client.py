@@ -10,9 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 from fal_mcp import __version__
-from fal_mcp.client import ALREADY_COMPLETED, CANCELLATION_REQUESTED, FalClient, RequestOptions
-from fal_mcp.endpoint import EndpointId
-from fal_mcp.errors import (
+from fal_mcp.fal.client import ALREADY_COMPLETED, CANCELLATION_REQUESTED, FalClient, RequestOptions
+from fal_mcp.fal.endpoint import EndpointId
+from fal_mcp.fal.errors import (
     FalAuthError,
     FalNotFoundError,
     FalRateLimitError,
@@ -20,8 +20,8 @@ from fal_mcp.errors import (
     FalTransportError,
     MissingKeyError,
 )
+from fal_mcp.jobs.waiting import follow
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
-from fal_mcp.waiting import follow
 from tests.conftest import OTHER_KEY, settings_for
 
 pytestmark = pytest.mark.anyio

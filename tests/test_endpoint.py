@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fal_mcp.endpoint import EndpointId, FalUrls, InvalidIdError, check_request_id, join_url, resolve_endpoint
+from fal_mcp.fal.endpoint import EndpointId, FalUrls, InvalidIdError, check_request_id, join_url, resolve_endpoint
 
 RID = "80e732af-1d7c-4b3a-9a3c-0123456789ab"
 

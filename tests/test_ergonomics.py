@@ -25,8 +25,8 @@ from mcp.types import CallToolResult, ImageContent, ResourceLink
 from PIL import Image
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer
-from fal_mcp.sandbox.png import picture
-from fal_mcp.server import create_server
+from fal_mcp.sandbox.models.png import picture
+from fal_mcp.server.build import create_server
 from tests.conftest import env_for, settings_for
 from tests.harness import TRANSPORTS, HttpServer, connect, start_http_server
 from tests.test_security import Trap
@@ -491,6 +491,6 @@ async def test_the_tool_list_fits_its_token_budget(sandbox: SandboxServer, tmp_p
 
 def test_pillow_and_jsonschema_load_on_first_use_not_at_start() -> None:
     """Every stdio launch pays for what the server imports; previews and validation load theirs when used."""
-    probe = "import sys, fal_mcp.cli, fal_mcp.server; print(sorted({'PIL', 'jsonschema'} & set(sys.modules)))"
+    probe = "import sys, fal_mcp.cli, fal_mcp.server.build; print(sorted({'PIL', 'jsonschema'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"

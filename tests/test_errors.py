@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fal_mcp.errors import (
+from fal_mcp.fal.errors import (
     FalAPIError,
     FalAuthError,
     FalNotFoundError,
@@ -22,8 +22,8 @@ from fal_mcp.errors import (
     decode_response_error,
     parse_retry_after,
 )
-from fal_mcp.replies import AfterSubmit, explain
-from fal_mcp.retry import RetryPolicy, is_retryable
+from fal_mcp.fal.retry import RetryPolicy, is_retryable
+from fal_mcp.jobs.failures import AfterSubmit, explain
 
 NGINX_503 = (
     "<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>nginx</center></body></html>"

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from fal_mcp.sandbox import NGINX_503, FakeFal, Fault, SandboxServer
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from tests.conftest import settings_for
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from pathlib import PurePath, PurePosixPath, PureWindowsPath
 
 import pytest
 
-from fal_mcp.fence import UploadRefused, local_path, sensitive_reason
+from fal_mcp.media.fence import UploadRefused, local_path, sensitive_reason
 
 HOME = "/srv/me"
 

@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent, Tool
 
 from fal_mcp.sandbox import FakeFal, SandboxServer
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from tests.conftest import OTHER_KEY, settings_for
 
 KEY_ID, KEY_SECRET = OTHER_KEY.split(":")

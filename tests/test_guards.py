@@ -13,9 +13,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from fal_mcp.guards import EndpointPolicy
+from fal_mcp.jobs.guards import EndpointPolicy
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import HttpServer, bearer_client, start_http_server
 from tests.test_tools import error_text, text_of

@@ -96,7 +96,7 @@ async def _client_with_options(
     from mcp import StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     if transport == "memory":
         async with Client(create_server(settings_for(sandbox, heartbeat_s=float(HEARTBEAT_S))), **options) as client:
@@ -349,7 +349,7 @@ async def test_legacy_connections_never_get_a_task(
 
 
 async def test_tasks_are_private_to_their_caller(slow_sandbox: SandboxServer, slow_fake: FakeFal) -> None:
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
     from tests.tasks_client import GetTask, TaskIdParams
 
     tasks = TasksClient()
@@ -371,7 +371,7 @@ async def test_tasks_are_private_to_their_caller(slow_sandbox: SandboxServer, sl
 
 
 async def test_history_is_partitioned_by_key(slow_sandbox: SandboxServer, slow_fake: FakeFal, tmp_path: Path) -> None:
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     state = str(tmp_path / "shared")
     mine = create_server(settings_for(slow_sandbox, state_dir=state))
@@ -396,7 +396,7 @@ async def test_history_is_partitioned_by_key(slow_sandbox: SandboxServer, slow_f
 async def test_history_filters_and_keeps_lost_submits(
     slow_sandbox: SandboxServer, slow_fake: FakeFal, tmp_path: Path
 ) -> None:
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     server = create_server(settings_for(slow_sandbox, state_dir=str(tmp_path / "h")))
     async with Client(server) as client:
@@ -422,7 +422,7 @@ async def test_history_filters_and_keeps_lost_submits(
 
 
 async def test_history_can_be_turned_off(slow_sandbox: SandboxServer, slow_fake: FakeFal) -> None:
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     async with Client(create_server(settings_for(slow_sandbox, state_dir="off"))) as client:
         structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "a"}}))
@@ -443,7 +443,7 @@ async def test_processes_share_one_history(slow_sandbox: SandboxServer, slow_fak
 
 
 def test_state_dir_default_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from fal_mcp.history import default_state_dir, resolve_state_dir
+    from fal_mcp.jobs.history import default_state_dir, resolve_state_dir
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -459,7 +459,7 @@ async def test_resource_arguments_complete_from_the_history(
 ) -> None:
     from mcp.types import ResourceTemplateReference
 
-    from fal_mcp.server import create_server
+    from fal_mcp.server.build import create_server
 
     state = str(tmp_path / "completions")
     async with Client(create_server(settings_for(slow_sandbox, state_dir=state))) as client:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fal_mcp.media import find_media, render_text
+from fal_mcp.media.refs import find_media, render_text
 
 BIG = "data:image/png;base64," + "A" * 5_000
 

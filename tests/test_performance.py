@@ -18,22 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from fal_mcp.history import FILE_NAME, History
-from fal_mcp.transports import bind_socket
+from fal_mcp.jobs.history import FILE_NAME, History
+from fal_mcp.web.serving import bind_socket
 
 HEAVY_AT_START = (
     "PIL",  # previews, made on the first result with an image
     "jsonschema",  # input validation, on the first run or submit
     "fal_mcp.sandbox",  # only with --sandbox
-    "fal_mcp.http_app",  # the HTTP surface: health, the gate, REST and its OpenAPI document
-    "fal_mcp.rest",
-    "fal_mcp.openapi",
+    "fal_mcp.web.app",  # the HTTP surface: health, the gate, REST and its OpenAPI document
+    "fal_mcp.web.rest",
+    "fal_mcp.web.openapi",
 )
 
 STDIO_START = """
 import json, sys
-import fal_mcp.transports
-fal_mcp.transports.serve_stdio = lambda server: print(json.dumps(sorted(sys.modules)))  # the server, built, unserved
+import fal_mcp.cli
+fal_mcp.cli.serve_stdio = lambda server: print(json.dumps(sorted(sys.modules)))  # the server, built, unserved
 from fal_mcp.cli import main
 main([])
 """
@@ -50,7 +50,7 @@ def test_a_stdio_start_loads_nothing_it_does_not_need() -> None:
 async def test_the_fal_pool_makes_its_tls_context_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
 
-    from fal_mcp.client import FalClient
+    from fal_mcp.fal.client import FalClient
     from fal_mcp.settings import Settings
 
     made: list[object] = []

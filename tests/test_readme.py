@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from fal_mcp.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.types import TextContent
 
 from fal_mcp.sandbox import NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
-from fal_mcp.server import create_server
+from fal_mcp.server.build import create_server
 from tests.conftest import env_for, settings_for
 from tests.harness import HttpServer, start_http_server
 

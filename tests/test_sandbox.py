@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, Chaos, FakeFal, Fault, SandboxServer
-from fal_mcp.sandbox.png import encode_png, picture
+from fal_mcp.sandbox.models.inputs import Field, parse_body, validate
+from fal_mcp.sandbox.models.png import encode_png, picture
 from fal_mcp.sandbox.routing import Target, base_app_id, classify
-from fal_mcp.sandbox.schema import Field, parse_body, validate
 
 OTHER_KEY = "other-key-id:other-key-secret"
 FLUX = "fal-ai/flux/schnell"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from fal_mcp.schemas import normalize, read_endpoint_schema
-from fal_mcp.tool_schemas import compact_schema
-from fal_mcp.validation import input_problems
+from fal_mcp.jobs.model_schemas import normalize, read_endpoint_schema
+from fal_mcp.jobs.validation import input_problems
+from fal_mcp.server.tool_schemas import compact_schema
 
 # -- compact tool schemas -----------------------------------------------------------------------------------
 

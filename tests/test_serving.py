@@ -91,7 +91,12 @@ async def test_server_logs_redact_every_callers_key(
     if log_format == "json":
         entries = [json.loads(line) for line in logs.splitlines()]  # every line is one JSON object
         tool_lines = [e for e in entries if e.get("call_id")]
-        assert {e["logger"] for e in tool_lines} >= {"httpx", "fal_mcp.calls", "fal_mcp.tools", "fal_mcp.rest"}
+        assert {e["logger"] for e in tool_lines} >= {
+            "httpx",
+            "fal_mcp.calls",
+            "fal_mcp.server.tools",
+            "fal_mcp.web.rest",
+        }
         closing = [e["message"] for e in tool_lines if e["logger"] == "fal_mcp.calls"]
         assert any(m.startswith("run-model ok in") for m in closing)
         assert any(m.startswith("get-status failed in") for m in closing)

@@ -7,13 +7,17 @@ import contextlib
 import logging
 import sys
 from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
 from fal_mcp import __version__
-from fal_mcp.auth import startup_problem
 from fal_mcp.logs import configure_logging, redactor
 from fal_mcp.settings import Settings, load
+from fal_mcp.web.auth import startup_problem
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
 logger = logging.getLogger("fal_mcp")
 
@@ -81,6 +85,11 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
         )
 
 
+def serve_stdio(server: MCPServer[Any]) -> None:
+    """Serve MCP on stdin/stdout until the client closes them (what desktop clients and IDE agents launch)."""
+    server.run("stdio")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -110,16 +119,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 
-    from fal_mcp.transports import serve_http, serve_stdio
-
     with sandboxed(settings) as effective:
         try:
             if effective.transport == "http":
-                from fal_mcp.http_app import create_http_app  # the REST surface and its OpenAPI: HTTP only
+                from fal_mcp.web.app import create_http_app  # the HTTP surface (uvicorn, REST, OpenAPI): HTTP only
+                from fal_mcp.web.serving import serve_http
 
                 serve_http(create_http_app(effective), effective)
             else:
-                from fal_mcp.server import create_server
+                from fal_mcp.server.build import create_server
 
                 serve_stdio(create_server(effective))
         except KeyboardInterrupt:

@@ -9,13 +9,13 @@ and the test-suite drives the real MCP server against it::
 
 from fal_mcp.sandbox.app import FakeFal
 from fal_mcp.sandbox.auth import LOCKED_KEY, SANDBOX_KEY
-from fal_mcp.sandbox.catalog import Crash, Model, default_models
-from fal_mcp.sandbox.chaos import Chaos, ChaosHit
-from fal_mcp.sandbox.faults import NGINX_503, Fault
-from fal_mcp.sandbox.jobs import Job
+from fal_mcp.sandbox.faults.chaos import Chaos, ChaosHit
+from fal_mcp.sandbox.faults.injected import NGINX_503, Fault
+from fal_mcp.sandbox.models.catalog import Crash, Model, default_models
+from fal_mcp.sandbox.queue.jobs import Job
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.server import SandboxServer
-from fal_mcp.sandbox.webhook import WebhookDelivery
+from fal_mcp.sandbox.webhooks.delivery import WebhookDelivery
 
 __all__ = [
     "LOCKED_KEY",

@@ -28,19 +28,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from fal_mcp.sandbox import platform
 from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
-from fal_mcp.sandbox.catalog import Catalog, Model, default_models
-from fal_mcp.sandbox.chaos import Chaos
-from fal_mcp.sandbox.faults import Fault, FaultQueue
-from fal_mcp.sandbox.jobs import Job, Outcome
-from fal_mcp.sandbox.platform import Answer
+from fal_mcp.sandbox.faults.chaos import Chaos
+from fal_mcp.sandbox.faults.injected import Fault, FaultQueue
+from fal_mcp.sandbox.models.catalog import Catalog, Model, default_models
+from fal_mcp.sandbox.models.inputs import Json, parse_body
+from fal_mcp.sandbox.platform import listing as platform
+from fal_mcp.sandbox.platform.listing import Answer
+from fal_mcp.sandbox.queue.jobs import Job, Outcome
+from fal_mcp.sandbox.queue.status_stream import status_events
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
-from fal_mcp.sandbox.schema import Json, parse_body
-from fal_mcp.sandbox.sse import status_events
-from fal_mcp.sandbox.storage import Storage
-from fal_mcp.sandbox.webhook import WebhookDelivery, deliver_when_done
+from fal_mcp.sandbox.storage.cdn import Storage
+from fal_mcp.sandbox.webhooks.delivery import WebhookDelivery, deliver_when_done
 
 logger = logging.getLogger("fal_mcp.sandbox")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fal_mcp.sandbox.schema import JsonObject
+from fal_mcp.sandbox.models.inputs import JsonObject
 
 SANDBOX_KEY = "sandbox-key-id:sandbox-key-secret"
 LOCKED_KEY = "locked-key-id:locked-key-secret"

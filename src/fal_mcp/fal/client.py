@@ -1,0 +1,383 @@
+"""fal's run and queue APIs over one shared httpx connection pool. Knows nothing about MCP.
+
+One `httpx.AsyncClient` lives for the whole process (opened in the MCP lifespan, closed on exit). The key is
+not baked into it: each request carries the `Authorization` header of the `FalClient` view that sent it, so
+views made with `with_key()` share the pool while each pays with its own key. Every URL comes from `FalUrls`,
+built from the configured fal bases, so a credential can only ever travel to fal. Redirects are not followed
+(a redirect would carry the key to wherever it points).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from fal_mcp import __version__
+from fal_mcp.fal.endpoint import EndpointId, FalUrls
+from fal_mcp.fal.errors import (
+    FalAPIError,
+    FalError,
+    FalProtocolError,
+    FalTransportError,
+    MissingKeyError,
+    decode_response_error,
+    json_field,
+)
+from fal_mcp.fal.eventstream import sse_data
+from fal_mcp.fal.queue_status import QueueStatus, RunResponse, SubmitResponse
+from fal_mcp.fal.retry import RetryPolicy
+from fal_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"fal-mcp/{__version__}"
+CANCELLATION_REQUESTED = "CANCELLATION_REQUESTED"
+ALREADY_COMPLETED = "ALREADY_COMPLETED"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Explicit limits: an unanswered socket never hangs a tool call forever."""
+
+    connect_s: float = 10.0
+    request_s: float = 30.0
+    run_s: float = 600.0
+    stream_idle_s: float = 20.0
+    """Silence after which a status stream counts as broken (fal pings well within it)."""
+
+    def queue(self) -> httpx.Timeout:
+        return httpx.Timeout(self.request_s, connect=self.connect_s)
+
+    def run(self) -> httpx.Timeout:
+        return httpx.Timeout(self.run_s, connect=self.connect_s)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """fal's per-request knobs for run and submit (sent as `X-Fal-*` headers)."""
+
+    priority: str | None = None
+    hint: str | None = None
+    start_timeout_s: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.priority:
+            headers["X-Fal-Queue-Priority"] = self.priority
+        if self.hint:
+            headers["X-Fal-Runner-Hint"] = self.hint
+        if self.start_timeout_s is not None:
+            headers["X-Fal-Request-Timeout"] = f"{self.start_timeout_s:g}"
+        return headers
+
+
+def _transport_error(exc: httpx.TransportError, what: str) -> FalTransportError:
+    """Classify an httpx failure by whether the request may have reached fal."""
+    host = exc.request.url.host if _has_request(exc) else "fal"
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return FalTransportError(f"{what}: timed out connecting to {host}", maybe_sent=False, timed_out=True)
+    if isinstance(exc, httpx.ConnectError):
+        return FalTransportError(f"{what}: could not connect to {host}", maybe_sent=False)
+    if isinstance(exc, httpx.TimeoutException):
+        return FalTransportError(f"{what}: {host} did not answer in time", maybe_sent=True, timed_out=True)
+    return FalTransportError(f"{what}: the connection to {host} broke before fal answered", maybe_sent=True)
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - the property raises when the error was made without a request
+    except RuntimeError:
+        return False
+    return True
+
+
+class _FirstUsePool(httpx.AsyncBaseTransport):
+    """httpx's own connection pool, built when the first request goes out.
+
+    Building it makes its TLS context (loading the CA bundle), about 30 ms that would otherwise stand between a
+    client and the first `tools/list` answer, whether or not the session ever reaches fal.
+    """
+
+    def __init__(self) -> None:
+        self._pool: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._pool is None:
+            self._pool = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0),
+                trust_env=False,
+            )
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+
+class FalClient:
+    """run, submit, status, result and cancel against fal, with the retry rules of `fal_mcp.fal.retry`."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        urls: FalUrls,
+        *,
+        key: SecretStr | None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self._http = http
+        self.urls = urls
+        self._key = key
+        self._retry = retry or RetryPolicy()
+        self._timeouts = timeouts or Timeouts()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncGenerator[FalClient]:
+        """Open the process's one connection pool; closed when the block ends."""
+        timeouts = Timeouts(
+            connect_s=settings.connect_timeout_s, request_s=settings.request_timeout_s, run_s=settings.run_timeout_s
+        )
+        http = httpx.AsyncClient(
+            transport=transport if transport is not None else _FirstUsePool(),
+            timeout=timeouts.queue(),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            trust_env=False,
+        )
+        async with http:
+            yield cls(
+                http,
+                FalUrls(
+                    run_base=settings.run_url,
+                    queue_base=settings.queue_url,
+                    api_base=settings.api_url,
+                    rest_base=settings.rest_url,
+                ),
+                key=settings.key,
+                retry=RetryPolicy(retries=settings.retries, max_retry_after_s=settings.max_retry_after_s),
+                timeouts=timeouts,
+            )
+
+    def with_key(self, key: SecretStr | None) -> FalClient:
+        """A view that pays with another key over the same connection pool."""
+        return FalClient(self._http, self.urls, key=key, retry=self._retry, timeouts=self._timeouts)
+
+    @property
+    def public_http(self) -> httpx.AsyncClient:
+        """The shared pool for requests that must carry no fal credential (CDN uploads, signed URLs, media).
+
+        The pool itself holds no key (each fal request adds its own header), so whatever is sent through it
+        directly goes out without one.
+        """
+        return self._http
+
+    async def call_api(self, method: str, url: str, what: str, *, json_body: Mapping[str, Any] | None = None) -> Any:
+        """An authenticated JSON call to fal's platform or storage API, at a URL built by `self.urls`.
+
+        Retried like a status call: none of these starts (or bills) a generation.
+        """
+        if not self.urls.owns(url):
+            raise ValueError(f"{what}: refusing to send the fal key outside the configured fal URLs")
+        return _json(await self._send(method, url, what, json_body=json_body), what)
+
+    # -- the five operations -------------------------------------------------------------------------
+
+    async def run(self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions) -> RunResponse:
+        """POST to the run host and wait for the model's answer. Never re-sent once it may have reached fal."""
+        response = await self._send(
+            "POST",
+            self.urls.run(endpoint),
+            f"run {endpoint}",
+            json_body=payload,
+            headers=options.headers(),
+            http_timeout=self._timeouts.run(),
+            idempotent=False,
+        )
+        return RunResponse(
+            output=_json(response, f"run {endpoint}"), request_id=response.headers.get("x-fal-request-id")
+        )
+
+    async def submit(
+        self,
+        endpoint: EndpointId,
+        payload: Mapping[str, Any],
+        options: RequestOptions,
+        *,
+        webhook_url: str | None = None,
+    ) -> SubmitResponse:
+        """Enqueue a request. Never re-sent once it may have reached fal (that would bill twice)."""
+        what = f"submit to {endpoint}"
+        response = await self._send(
+            "POST",
+            self.urls.submit(endpoint),
+            what,
+            json_body=payload,
+            headers=options.headers(),
+            params={"fal_webhook": webhook_url} if webhook_url else None,
+            idempotent=False,
+        )
+        return read_answer(SubmitResponse, _json(response, what), what)
+
+    async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> QueueStatus:
+        what = f"status of {request_id}"
+        response = await self._send(
+            "GET", self.urls.status(endpoint, request_id), what, params={"logs": "1" if logs else "0"}
+        )
+        return read_answer(QueueStatus, _json(response, what), what)
+
+    @asynccontextmanager
+    async def status_stream(
+        self, endpoint: EndpointId, request_id: str, *, logs: bool = False
+    ) -> AsyncGenerator[AsyncIterator[QueueStatus]]:
+        """fal's status stream: one status per change, ending after COMPLETED.
+
+        Not retried: a refused or broken stream is the caller's cue to fall back to polling, which is.
+        """
+        what = f"status stream of {request_id}"
+        headers = {**self._auth_headers(), "Accept": "text/event-stream"}
+        timeout = httpx.Timeout(self._timeouts.stream_idle_s, connect=self._timeouts.connect_s)
+        request = self._http.build_request(
+            "GET",
+            self.urls.status_stream(endpoint, request_id),
+            params={"logs": "1" if logs else "0"},
+            headers=headers,
+            timeout=timeout,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, what) from exc
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise decode_response_error(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise FalProtocolError(f"{what}: fal answered without an event stream")
+            yield _statuses(response, what)
+        finally:
+            with anyio.CancelScope(shield=True):  # hand the connection back even when the wait was cut short
+                await response.aclose()
+
+    async def result(self, endpoint: EndpointId, request_id: str) -> Any:
+        """The output of a completed request (fal answers the model's own error for a failed one)."""
+        what = f"result of {request_id}"
+        response = await self._send("GET", self.urls.request(endpoint, request_id), what)
+        return _json(response, what)
+
+    async def cancel(self, endpoint: EndpointId, request_id: str) -> str:
+        """`CANCELLATION_REQUESTED`, or `ALREADY_COMPLETED` when there was nothing left to stop."""
+        what = f"cancel of {request_id}"
+        try:
+            response = await self._send("PUT", self.urls.cancel(endpoint, request_id), what)
+        except FalAPIError as error:
+            if error.status_code == 400 and json_field(error.body, "status") == ALREADY_COMPLETED:
+                return ALREADY_COMPLETED
+            raise
+        try:
+            status = json_field(response.json(), "status")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            status = None
+        if isinstance(status, str) and status:
+            return status
+        if response.status_code == 202:  # fal's code for "accepted", whatever the body says
+            return CANCELLATION_REQUESTED
+        raise FalProtocolError(
+            f"{what}: fal answered {response.status_code} with a body that does not say whether the cancel took; "
+            "check with get-status"
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._key is None:
+            raise MissingKeyError(
+                "no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) in the server's environment or .env, "
+                "or start it with --sandbox to try it without a key"
+            )
+        return {"Authorization": f"Key {self._key.get_secret_value()}"}
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        http_timeout: httpx.Timeout | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send one request, retrying as `RetryPolicy` allows; return a 2xx response or raise a `FalError`."""
+        all_headers = {**self._auth_headers(), **(headers or {})}
+        content = None
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+            all_headers["Content-Type"] = "application/json"
+        elif method in ("PUT", "POST"):
+            content = b""
+        attempt = 0
+        while True:
+            error: FalError
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=all_headers,
+                    params=params,
+                    timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                error = _transport_error(exc, what)
+            else:
+                if response.is_success:
+                    return response
+                error = decode_response_error(response)
+            attempt += 1
+            delay = self._retry.delay_before_retry(error, attempt, idempotent=idempotent)
+            if delay is None:
+                raise error
+            logger.info("%s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
+            await anyio.sleep(delay)
+
+
+async def _statuses(response: httpx.Response, what: str) -> AsyncIterator[QueueStatus]:
+    try:
+        async for data in sse_data(response.aiter_lines()):
+            try:
+                yield QueueStatus.model_validate_json(data)
+            except ValidationError as exc:
+                raise FalProtocolError(f"{what}: an event was not a status ({exc.error_count()} problems)") from exc
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, what) from exc
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FalProtocolError(f"{what}: fal answered {response.status_code} with a body that is not JSON") from exc
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def read_answer(model: type[_ModelT], data: Any, what: str) -> _ModelT:
+    """Read a decoded fal answer into `model`; an answer we cannot read is a `FalProtocolError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise FalProtocolError(f"{what}: fal's answer was not understood ({exc.error_count()} problems)") from exc

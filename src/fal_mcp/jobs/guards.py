@@ -1,0 +1,264 @@
+"""What a caller may spend, checked before anything is sent to fal: which models, how much input, how often.
+
+- **Endpoints**: `FAL_MCP_ALLOWED_ENDPOINTS` / `FAL_MCP_DENIED_ENDPOINTS` are comma-separated glob patterns matched
+  (case-sensitively, `*` crossing `/`) against the endpoint id as the caller gave it, on every operation. A denied
+  pattern wins over an allowed one; with no allowed patterns, everything not denied is allowed.
+- **Input size**: the model input, as compact JSON, may be at most `FAL_MCP_MAX_INPUT_BYTES`.
+- **Submits per minute** (`FAL_MCP_SUBMITS_PER_MINUTE`): submits and synchronous runs of one key over the last
+  60 seconds, a sliding window.
+- **Running jobs** (`FAL_MCP_MAX_RUNNING_JOBS`): a key's synchronous runs still in flight, plus the queue requests
+  it submitted through this process that have not been seen to end. Only when that count reaches the limit does
+  the guard ask fal for the status of those requests (at most once per `RECHECK_S` each) and forget every one fal
+  reports finished, cancelled or unknown; so a job counts until it ends at fal, whoever watched it (a cancel made
+  through this server stops it counting at once).
+
+Limits are per key (its partition) and per process: behind a load balancer each replica counts its own.
+A refusal is a `Refused` (a `ToolFailure`), worded to name the limit, with the HTTP status the REST surface
+answers and, where it is known, when to retry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from fal_mcp.fal.client import FalClient
+from fal_mcp.fal.endpoint import EndpointId
+from fal_mcp.fal.errors import FalError, FalNotFoundError
+from fal_mcp.jobs.failures import ToolFailure
+from fal_mcp.settings import Settings, split_list
+
+WINDOW_S = 60.0
+SWEEP_ABOVE = 1024
+"""Past this many keys with bookkeeping, idle ones are forgotten whenever a new key arrives."""
+RECHECK_S = 2.0
+"""A tracked job's status is asked of fal at most this often (only when the running-jobs limit is reached)."""
+
+
+class Refused(ToolFailure):
+    """A guard said no. `status_code` is the HTTP answer of the REST surface; `retry_after_s` when it is known."""
+
+    def __init__(self, message: str, *, status_code: int, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPolicy:
+    """Glob allow- and deny-lists of endpoint ids."""
+
+    allowed: tuple[str, ...] = ()
+    denied: tuple[str, ...] = ()
+
+    def permits(self, endpoint_id: str) -> bool:
+        if any(fnmatch.fnmatchcase(endpoint_id, pattern) for pattern in self.denied):
+            return False
+        return not self.allowed or any(fnmatch.fnmatchcase(endpoint_id, pattern) for pattern in self.allowed)
+
+    def check(self, endpoint: EndpointId) -> None:
+        endpoint_id = str(endpoint)
+        if self.permits(endpoint_id):
+            return
+        allowed = f" Allowed here: {', '.join(self.allowed)}." if self.allowed else ""
+        raise Refused(
+            f"endpoint '{endpoint_id}' is not allowed on this server "
+            f"(FAL_MCP_ALLOWED_ENDPOINTS / FAL_MCP_DENIED_ENDPOINTS).{allowed} Nothing was sent to fal.",
+            status_code=403,
+        )
+
+
+def input_size(payload: Mapping[str, Any]) -> int:
+    """Bytes of the input as the client sends it (compact JSON, UTF-8)."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@dataclass
+class _Job:
+    endpoint: EndpointId
+    checked: float = -math.inf
+    """When fal was last asked about it (never, at first: a fast job may be done by the time the limit is hit)."""
+
+
+@dataclass
+class _Account:
+    """What one key has going on in this process."""
+
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    starts: deque[float] = field(default_factory=deque[float])
+    jobs: dict[str, _Job] = field(default_factory=dict[str, _Job])
+    in_flight: int = 0
+    users: int = 0
+    """Starts holding a reference to this account (admitted or still being checked)."""
+
+    @property
+    def running(self) -> int:
+        return len(self.jobs) + self.in_flight
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to remember and nobody using it: it may be forgotten."""
+        return not self.starts and not self.jobs and not self.users
+
+
+class Start:
+    """A granted start: tell it the request id once fal queued the job, so it counts until the job ends."""
+
+    def __init__(self) -> None:
+        self.request: tuple[EndpointId, str] | None = None
+
+    def queued(self, endpoint: EndpointId, request_id: str) -> None:
+        self.request = (endpoint, request_id)
+
+
+class Guards:
+    """The checks of the module docstring, with the per-key bookkeeping they need."""
+
+    def __init__(
+        self,
+        policy: EndpointPolicy,
+        *,
+        max_input_bytes: int,
+        submits_per_minute: int,
+        max_running_jobs: int,
+    ) -> None:
+        self.policy = policy
+        self.max_input_bytes = max_input_bytes
+        self.submits_per_minute = submits_per_minute
+        self.max_running_jobs = max_running_jobs
+        self._accounts: dict[str, _Account] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guards:
+        return cls(
+            EndpointPolicy(split_list(settings.allowed_endpoints), split_list(settings.denied_endpoints)),
+            max_input_bytes=settings.max_input_bytes,
+            submits_per_minute=settings.submits_per_minute,
+            max_running_jobs=settings.max_running_jobs,
+        )
+
+    def check_endpoint(self, endpoint: EndpointId) -> None:
+        self.policy.check(endpoint)
+
+    def check(self, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
+        """What can be refused without asking anyone: the endpoint lists and the input's size."""
+        self.policy.check(endpoint)
+        size = input_size(payload)
+        if size > self.max_input_bytes:
+            raise Refused(
+                f"the input is {size} bytes; this server accepts at most {self.max_input_bytes} "
+                "(FAL_MCP_MAX_INPUT_BYTES). Upload large files and pass their URLs instead. Nothing was sent to fal.",
+                status_code=413,
+            )
+
+    @asynccontextmanager
+    async def starting(
+        self, partition: str, fal: FalClient, endpoint: EndpointId, payload: Mapping[str, Any]
+    ) -> AsyncGenerator[Start]:
+        """Admit one submit or run of `endpoint` for the key of `partition`, or raise `Refused`.
+
+        The run counts as running while the block lasts; a job named with `Start.queued` counts until fal says
+        it ended.
+        """
+        self.check(endpoint, payload)
+        account = self._accounts.get(partition) or self._open_account(partition)
+        account.users += 1  # before any await: the account cannot be forgotten under us
+        start: Start | None = None
+        try:
+            async with account.lock:
+                self._check_rate(account)
+                await self._check_running(account, fal)
+                if self.submits_per_minute:
+                    account.starts.append(time.monotonic())
+                account.in_flight += 1
+                start = Start()
+            yield start
+        finally:
+            account.users -= 1
+            if start is not None:
+                account.in_flight -= 1
+                if start.request is not None and self.max_running_jobs:
+                    endpoint_queued, request_id = start.request
+                    account.jobs[request_id] = _Job(endpoint_queued)
+            if account.idle:
+                self._accounts.pop(partition, None)
+
+    def forget(self, partition: str, request_id: str) -> None:
+        """A job of this key was cancelled here: it no longer counts as running."""
+        account = self._accounts.get(partition)
+        if account is not None:
+            account.jobs.pop(request_id, None)
+
+    def _open_account(self, partition: str) -> _Account:
+        if len(self._accounts) >= SWEEP_ABOVE:
+            now = time.monotonic()
+            for name, account in list(self._accounts.items()):
+                self._prune(account, now)
+                if account.idle:
+                    del self._accounts[name]
+        account = self._accounts[partition] = _Account()
+        return account
+
+    @staticmethod
+    def _prune(account: _Account, now: float) -> None:
+        while account.starts and account.starts[0] <= now - WINDOW_S:
+            account.starts.popleft()
+
+    def _check_rate(self, account: _Account) -> None:
+        limit = self.submits_per_minute
+        if not limit:
+            return
+        now = time.monotonic()
+        self._prune(account, now)
+        if len(account.starts) >= limit:
+            retry = max(1.0, account.starts[0] + WINDOW_S - now)
+            raise Refused(
+                f"this key may start at most {limit} requests per minute on this server "
+                f"(FAL_MCP_SUBMITS_PER_MINUTE). Retry in {retry:.0f}s. Nothing was sent to fal.",
+                status_code=429,
+                retry_after_s=retry,
+            )
+
+    async def _check_running(self, account: _Account, fal: FalClient) -> None:
+        limit = self.max_running_jobs
+        if not limit or account.running < limit:
+            return
+        await self._forget_finished(account, fal)
+        if account.running >= limit:
+            raise Refused(
+                f"this key already has {account.running} requests running on this server, the most allowed "
+                f"(FAL_MCP_MAX_RUNNING_JOBS={limit}). Wait for one to finish (get-status / get-result) or cancel "
+                f"one, then retry in a few seconds. Nothing was sent to fal.",
+                status_code=429,
+                retry_after_s=RECHECK_S,
+            )
+
+    async def _forget_finished(self, account: _Account, fal: FalClient) -> None:
+        """Ask fal about the tracked jobs not asked about lately; forget those that ended (or that fal forgot)."""
+        now = time.monotonic()
+        due = [(rid, job) for rid, job in account.jobs.items() if now - job.checked >= RECHECK_S]
+
+        async def recheck(request_id: str, job: _Job) -> None:
+            try:
+                status = await fal.status(job.endpoint, request_id)
+            except FalNotFoundError:
+                account.jobs.pop(request_id, None)
+                return
+            except FalError:
+                return  # cannot tell: it keeps counting
+            job.checked = time.monotonic()
+            if status.is_terminal:
+                account.jobs.pop(request_id, None)
+
+        async with anyio.create_task_group() as group:
+            for request_id, job in due:
+                group.start_soon(recheck, request_id, job)

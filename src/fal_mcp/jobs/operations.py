@@ -1,0 +1,335 @@
+"""The queue operations behind every surface: run, submit, follow, status, result, cancel.
+
+The MCP tools (and any other surface) are thin adapters over these, so whatever must happen to a request (checks
+before it is sent, the history record after) happens the same way however it arrived. Nothing here knows about
+MCP: the caller identity comes in as a `Caller`, progress goes out through a `Listener`.
+
+Three promises live here:
+- **Nothing is lost.** Every request is in the history before it is sent and keeps its last known state; after
+  a submit, any failure carries the request id (`AfterSubmit`).
+- **Nothing bills after a cancel.** When the caller abandons a call that is waiting on a request (the MCP client
+  cancelled it, or hung up), fal gets the cancel for that request before the call ends, shielded from the
+  cancellation itself and bounded in time.
+- **A wait budget degrades instead of failing**: when it runs out, the request's handle and state come back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from fal_mcp.calls import calls
+from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
+from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
+from fal_mcp.fal.errors import FalAPIError, FalError, FalRequestFailed, answer_lost
+from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
+from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
+from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
+from fal_mcp.jobs.preflight import prepare_input
+from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.jobs.state import AppState, Caller
+from fal_mcp.jobs.uploads import RootsSource
+from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow
+
+logger = logging.getLogger(__name__)
+
+CANCEL_ON_ABORT_S = 5.0
+"""How long an abandoned call may spend telling fal to cancel, after its caller is gone."""
+
+
+class Listener(Protocol):
+    """Hears how a followed request goes (the MCP tools turn this into progress notifications)."""
+
+    async def submitted(self, endpoint: EndpointId, request_id: str) -> None: ...
+
+    async def status(self, status: QueueStatus) -> None: ...
+
+
+def continue_hint(endpoint: EndpointId, request_id: str, status: QueueStatus, waited_s: float) -> str:
+    return (
+        f"Still {describe_state(status)} after {waited_s:.0f}s; the job keeps running at fal. "
+        f"Call get-result with request_id='{request_id}' and endpoint_id='{endpoint}' (wait_s>0 to wait), "
+        "or cancel it."
+    )
+
+
+def history_state(status: QueueStatus) -> str:
+    """How the history names a status: fal's own states, with failures and cancellations told apart."""
+    if not status.is_terminal:
+        return status.status
+    if status.error_type == "client_cancelled":
+        return CANCELLED
+    return FAILED if status.failed else COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """The operations one caller may perform, against the process's shared fal client."""
+
+    state: AppState
+    caller: Caller
+    client_roots: RootsSource | None = None
+    """The MCP client's roots, asked for only when an input names a local file."""
+
+    def wait_budget(self, wait_s: float | None) -> float:
+        settings = self.state.settings
+        if wait_s is None:
+            return settings.wait_s
+        if wait_s > settings.max_wait_s:
+            raise ToolFailure(f"wait_s may be at most {settings.max_wait_s:g} seconds on this server")
+        return wait_s
+
+    async def endpoint_of(
+        self,
+        request_id: str,
+        endpoint_id: str | None,
+        app_owner: str | None = None,
+        app_id: str | None = None,
+        app_variant: str | None = None,
+    ) -> EndpointId:
+        """The endpoint as given, or, when none is, the one this request was sent to (from the history)."""
+        if any((endpoint_id, app_owner, app_id, app_variant)):
+            return resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+        check_request_id(request_id)
+        record = await self.state.history.get(self.caller.partition, request_id)
+        if record is None:
+            raise InvalidIdError(
+                f"name the model with endpoint_id (request {request_id!r} is not in this server's request history)"
+            )
+        return EndpointId.parse(record.endpoint_id)
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    async def run_sync(
+        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions, *, validate: bool = True
+    ) -> RequestResult:
+        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
+        history, partition = self.state.history, self.caller.partition
+        async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload):
+            row = await history.begin(partition, str(endpoint), payload, "run-model (sync)")
+            try:
+                ran = await self.caller.fal.run(endpoint, payload, options)
+            except BaseException as exc:
+                await self._sent_but_failed(row, exc, ran_synchronously=True)
+                raise
+        await history.sent(row, ran.request_id, COMPLETED, media_urls=media_urls(ran.output))
+        return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
+
+    async def submit(
+        self,
+        endpoint: EndpointId,
+        payload: Mapping[str, Any],
+        options: RequestOptions,
+        *,
+        webhook_url: str | None = None,
+        origin: str = "submit",
+        validate: bool = True,
+    ) -> SubmitResult:
+        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
+        payload = await prepare_input(
+            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
+        )
+        history, partition = self.state.history, self.caller.partition
+        async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
+            row = await history.begin(partition, str(endpoint), payload, origin)
+            try:
+                submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
+            except BaseException as exc:
+                await self._sent_but_failed(row, exc, ran_synchronously=False)
+                raise
+            start.queued(endpoint, submitted.request_id)
+        await history.sent(row, submitted.request_id, submitted.status)
+        return SubmitResult(
+            endpoint_id=str(endpoint),
+            request_id=submitted.request_id,
+            status=submitted.status,
+            queue_position=submitted.queue_position,
+            status_url=submitted.status_url,
+            response_url=submitted.response_url,
+            cancel_url=submitted.cancel_url,
+        )
+
+    async def _sent_but_failed(self, row: int | None, exc: BaseException, *, ran_synchronously: bool) -> None:
+        """What the history keeps of a request whose sending failed: a trace whenever fal may hold or have run it.
+
+        A refusal (4xx, or the ingress's 5xx) or a connection that never opened leaves nothing at fal, so nothing is
+        kept. A lost or unreadable answer (or a caller who left mid-send) may hide a queued, billing job: it stays as
+        UNKNOWN. A synchronous run that a fal app answered with a 5xx did run, and failed.
+        """
+        history = self.state.history
+        with anyio.CancelScope(shield=True):
+            if ran_synchronously and isinstance(exc, FalAPIError) and exc.ran:
+                await history.sent(row, exc.request_id, FAILED, error=exc.detail, error_type=exc.error_type)
+            elif ran_synchronously and isinstance(exc, anyio.get_cancelled_exc_class()):
+                await history.sent(row, None, CANCELLED, error="cancelled by the caller while running")
+            elif not isinstance(exc, Exception) or answer_lost(exc):
+                await history.sent(row, None, UNKNOWN, error=f"fal's answer was lost: {exc}")
+            else:
+                await history.discard(row)
+
+    async def run_queued(
+        self,
+        endpoint: EndpointId,
+        payload: Mapping[str, Any],
+        options: RequestOptions,
+        *,
+        budget_s: float,
+        logs: bool = False,
+        listener: Listener | None = None,
+        validate: bool = True,
+    ) -> RequestResult:
+        """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
+        submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate)
+        try:
+            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, announce=True)
+        except Exception as exc:
+            raise AfterSubmit(submitted.request_id, str(endpoint), exc) from exc
+
+    # -- following ----------------------------------------------------------------------------------
+
+    async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
+        check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
+        status = await self.caller.fal.status(endpoint, request_id, logs=logs)
+        await self.remember(request_id, status)
+        return StatusResult(
+            endpoint_id=str(endpoint),
+            request_id=request_id,
+            status=status.status,
+            queue_position=status.queue_position,
+            logs=status.logs,
+            metrics=status.metrics or None,
+            error=status.error,
+            error_type=status.error_type,
+        )
+
+    async def result(
+        self,
+        endpoint: EndpointId,
+        request_id: str,
+        *,
+        budget_s: float = 0,
+        logs: bool = False,
+        listener: Listener | None = None,
+    ) -> RequestResult:
+        """The output when the request is done (waiting up to `budget_s`), else its state and how to continue."""
+        check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
+        return await self._settle(endpoint, request_id, budget_s, logs, listener)
+
+    async def _settle(
+        self,
+        endpoint: EndpointId,
+        request_id: str,
+        budget_s: float,
+        logs: bool,
+        listener: Listener | None,
+        *,
+        announce: bool = False,
+    ) -> RequestResult:
+        fal = self.caller.fal
+        started = anyio.current_time()
+        recorder = _Recorder(self, request_id, listener)
+        status: QueueStatus | None = None
+        if budget_s > 0:
+            try:
+                if announce and listener is not None:
+                    await listener.submitted(endpoint, request_id)
+                with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
+                    status = await follow(
+                        fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard
+                    )
+            except anyio.get_cancelled_exc_class():
+                await self._abandon(endpoint, request_id)
+                raise
+        if status is None:
+            status = await fal.status(endpoint, request_id, logs=logs)
+            await recorder.heard(status)
+        envelope = RequestResult(
+            endpoint_id=str(endpoint),
+            request_id=request_id,
+            status=status.status,
+            metrics=status.metrics or None,
+            queue_position=status.queue_position,
+            logs=status.logs,
+        )
+        if not status.is_terminal:
+            envelope.next_step = continue_hint(endpoint, request_id, status, anyio.current_time() - started)
+            return envelope
+        try:
+            envelope.output = await fetch_output(fal, endpoint, request_id, status)
+        except FalRequestFailed as failed:
+            await self.remember(request_id, status, error=failed.error, error_type=failed.error_type)
+            raise
+        envelope.status = COMPLETED
+        await self.state.history.observe(self.caller.partition, request_id, COMPLETED, output=envelope.output)
+        return envelope
+
+    async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
+        """The caller gave up on a call waiting for this request: stop it at fal, so nothing bills after a cancel."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_ON_ABORT_S):
+            try:
+                outcome = await self.caller.fal.cancel(endpoint, request_id)
+            except FalError as exc:
+                logger.warning("could not cancel abandoned request %s at fal: %s", request_id, exc)
+                return
+            logger.info("caller went away; cancelled %s at fal (%s)", request_id, outcome)
+            if outcome == CANCELLATION_REQUESTED:
+                await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
+
+    async def remember(
+        self, request_id: str, status: QueueStatus, *, error: str | None = None, error_type: str | None = None
+    ) -> None:
+        await self.state.history.observe(
+            self.caller.partition,
+            request_id,
+            history_state(status),
+            error=error or status.error,
+            error_type=error_type or status.error_type,
+        )
+
+    # -- cancelling and remembering ------------------------------------------------------------------
+
+    async def cancel(self, endpoint: EndpointId, request_id: str) -> CancelResult:
+        check_request_id(request_id)
+        self.state.guards.check_endpoint(endpoint)
+        outcome = await self.caller.fal.cancel(endpoint, request_id)
+        self.state.guards.forget(self.caller.partition, request_id)
+        if outcome == CANCELLATION_REQUESTED:
+            await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
+        return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)
+
+    async def recent(
+        self, *, states: tuple[str, ...] = (), endpoint_prefix: str | None = None, limit: int = 20
+    ) -> list[RequestRecord]:
+        return await self.state.history.recent(
+            self.caller.partition, states=states, endpoint_prefix=endpoint_prefix, limit=limit
+        )
+
+    async def record(self, request_id: str) -> RequestRecord | None:
+        check_request_id(request_id)
+        return await self.state.history.get(self.caller.partition, request_id)
+
+
+class _Recorder:
+    """Forwards each status to the listener and keeps the history's state in step with it."""
+
+    def __init__(self, ops: Operations, request_id: str, listener: Listener | None) -> None:
+        self._ops = ops
+        self._request_id = request_id
+        self._listener = listener
+        self._last: tuple[Any, ...] | None = None
+
+    async def heard(self, status: QueueStatus) -> None:
+        if status.status != (self._last[0] if self._last else None) and not status.is_terminal:
+            await self._ops.remember(self._request_id, status)
+        self._last = fingerprint(status)
+        if self._listener is not None:
+            await self._listener.status(status)

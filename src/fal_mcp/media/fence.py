@@ -1,0 +1,191 @@
+"""Which local files may leave this machine for fal's public CDN, and which never may.
+
+An upload puts a file on a public URL, and the request to upload it comes from a model that may have read
+a prompt injection. So a file is only sent when all of this holds: it lies under an allowed root (the
+folders in `FAL_MCP_UPLOAD_ROOTS`, plus the client's MCP roots over stdio), both as written and after every
+symlink is resolved; its path has no `..`; no part of it below the root is hidden (`.env`, `.ssh/`, `.git/`,
+...); its name does not look like a key or a secret (`id_rsa`, `*.pem`, `credentials`, ...); it is a regular
+file no larger than the cap. A path may be given plainly, with `~`, as a `file://` URI, or Windows-style.
+
+`local_path` and `sensitive_reason` are pure (tested by table); `Fence.check` checks a path against the disk
+and `Fence.read` reads what it admitted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from urllib.parse import unquote, urlsplit
+
+KEY_LIKE_NAMES = (
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "*.ppk",
+    "*.gpg",
+    "*.ovpn",
+    "*.env",
+    "*.tfstate",
+    "*.tfvars",
+    "credentials*",
+    "secrets.*",
+    "known_hosts",
+    "authorized_keys",
+    "kubeconfig",
+    "mcp.json",
+    "claude_desktop_config.json",
+    "service-account*.json",
+)
+"""Names that hold keys or secrets (matched case-insensitively); the server never uploads them."""
+
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_URI_DRIVE = re.compile(r"^/[A-Za-z]:/")
+
+
+class UploadRefused(Exception):
+    """A path the fence will not let through, with the reason worded for the model."""
+
+
+def local_path(reference: str, *, windows: bool = os.name == "nt", home: str | None = None) -> PurePath:
+    """The path a caller means by `reference`: a plain path, `~/...`, a `file://` URI or a Windows path."""
+    text = reference.strip()
+    if not text:
+        raise UploadRefused("the path is empty")
+    if "\x00" in text:
+        raise UploadRefused("the path contains a NUL character")
+    if text.lower().startswith("file:"):
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise UploadRefused(f"the file URI names another machine ({parts.netloc!r}); only local files upload")
+        text = unquote(parts.path)
+        if _URI_DRIVE.match(text):
+            text = text[1:]  # file:///D:/Data/... -> D:/Data/...
+    looks_windows = bool(_WINDOWS_DRIVE.match(text)) or text.startswith("\\\\")
+    if looks_windows and not windows:
+        raise UploadRefused(f"{reference!r} is a Windows path, but this server does not run on Windows")
+    if text == "~" or text.startswith(("~/", "~\\")):
+        if home is None:
+            raise UploadRefused("cannot expand '~': the server has no home directory")
+        text = home + text[1:]
+    path = PureWindowsPath(text) if windows else PurePosixPath(text)
+    if not path.is_absolute():
+        raise UploadRefused(f"{reference!r} is not an absolute path; give the full path (or ~/...)")
+    if ".." in path.parts:
+        raise UploadRefused(f"{reference!r} contains '..'; give the file's own path")
+    return path
+
+
+def sensitive_reason(parts: Iterable[str]) -> str | None:
+    """Why a path (its parts below the root) must never be uploaded, or None when it may be."""
+    for part in parts:
+        if part.startswith("."):
+            return f"'{part}' is hidden; dotfiles and dot-folders (.env, .ssh, .git, ...) are never uploaded"
+        lowered = part.lower()
+        for pattern in KEY_LIKE_NAMES:
+            if fnmatch.fnmatchcase(lowered, pattern):
+                return f"'{part}' looks like a key or secret ({pattern}); such files are never uploaded"
+    return None
+
+
+@dataclass(frozen=True)
+class Root:
+    """An allowed folder: as configured (normalised) and with its symlinks resolved."""
+
+    given: Path
+    real: Path
+
+    @classmethod
+    def of(cls, folder: str | PurePath) -> Root | None:
+        path = Path(os.path.normpath(Path(folder).expanduser()))
+        try:
+            real = path.resolve(strict=True)
+        except OSError:
+            return None
+        return cls(given=path, real=real) if real.is_dir() else None
+
+    def below(self, path: Path, *, resolved: bool) -> tuple[str, ...] | None:
+        """The parts of `path` below this root, or None when it is not inside."""
+        for base in (self.real,) if resolved else (self.given, self.real):
+            if path == base or path.is_relative_to(base):
+                return path.relative_to(base).parts
+        return None
+
+
+def roots_from(folders: Iterable[str | PurePath]) -> tuple[Root, ...]:
+    """The allowed roots among `folders` (missing or non-directory ones are left out)."""
+    found = (Root.of(folder) for folder in folders)
+    return tuple(dict.fromkeys(root for root in found if root is not None))
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The allowed roots and the size cap: `check` admits one file or refuses it, `read` reads it."""
+
+    roots: Sequence[Root]
+    max_bytes: int
+
+    def check(self, reference: str) -> Path:
+        """The real path of the file `reference` names, if it may be uploaded; else `UploadRefused`."""
+        if not self.roots:
+            raise UploadRefused(
+                "uploads are off: no allowed folder. Set FAL_MCP_UPLOAD_ROOTS to the folders whose files may be "
+                "uploaded (or use a client that shares its roots over stdio)"
+            )
+        path = Path(local_path(reference, home=os.path.expanduser("~")))
+        path = Path(os.path.normpath(path))
+        if not any(root.below(path, resolved=False) is not None for root in self.roots):
+            raise UploadRefused(f"{str(path)!r} is outside the allowed folders: {self._listed()}")
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise UploadRefused(f"{str(path)!r} does not exist (or cannot be read)") from None
+        for candidate, resolved in ((path, False), (real, True)):
+            parts = next(
+                (p for root in self.roots if (p := root.below(candidate, resolved=resolved)) is not None), None
+            )
+            if parts is None:
+                raise UploadRefused(f"{str(path)!r} leads outside the allowed folders (through a symlink)")
+            reason = sensitive_reason(parts)
+            if reason is not None:
+                raise UploadRefused(f"{str(path)!r} refused: {reason}")
+        return real
+
+    def read(self, real: Path) -> bytes:
+        """Read an admitted file: still a regular file, not swapped for a symlink, within the cap."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(real, flags)
+        except OSError as exc:
+            raise UploadRefused(f"{str(real)!r} cannot be opened ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UploadRefused(f"{str(real)!r} is not a regular file")
+            if info.st_size > self.max_bytes:
+                raise UploadRefused(self._too_large(real, info.st_size))
+            data = handle.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise UploadRefused(self._too_large(real, len(data)))
+        return data
+
+    def _too_large(self, path: Path, size: int) -> str:
+        return (
+            f"{str(path)!r} is {size / 1_000_000:.1f} MB; the upload limit is {self.max_bytes / 1_000_000:g} MB "
+            "(FAL_MCP_UPLOAD_MAX_MB)"
+        )
+
+    def _listed(self) -> str:
+        return ", ".join(repr(str(root.given)) for root in self.roots)

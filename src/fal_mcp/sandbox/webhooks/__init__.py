@@ -1,0 +1,2 @@
+"""Webhooks: posting a finished job's outcome to the `fal_webhook` URL it was submitted with.
+May import `sandbox.queue` and `sandbox.models`."""

@@ -1,0 +1,134 @@
+"""What a result shows beside its text: a small preview of each output image and a link to every media file.
+
+A user wants to see the picture, not a URL; a model's context cannot take megabytes of base64. So each
+image gets an `ImageContent` preview (at most `FAL_MCP_PREVIEW_COUNT`, each within the edge and byte caps)
+and every image, video and audio file with a URL gets a `ResourceLink`. None of it goes into
+`structuredContent`, which keeps the model's output as fal sent it. Previews are fetched concurrently and
+each failure only costs its own preview (the headline says which and why).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from mcp.types import ContentBlock, ImageContent, ResourceLink
+
+from fal_mcp.jobs.state import AppState
+from fal_mcp.media.fetch import FetchRefused, fetch_media
+from fal_mcp.media.previews import Preview, PreviewFailed, make_preview
+from fal_mcp.media.refs import MediaRef, find_media
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Shown:
+    """Content blocks to add after a result's text, and a note for its headline."""
+
+    blocks: list[ContentBlock] = field(default_factory=list[ContentBlock])
+    note: str = ""
+
+
+def _link(ref: MediaRef, number: int) -> ResourceLink:
+    details = [ref.content_type or ref.kind]
+    if ref.width and ref.height:
+        details.append(f"{ref.width}x{ref.height}")
+    return ResourceLink(
+        type="resource_link",
+        uri=ref.url,
+        name=ref.file_name or f"{ref.kind}-{number}",
+        title=f"{ref.kind} at {ref.where}",
+        description=f"fal output {ref.kind} ({', '.join(details)})",
+        mime_type=ref.content_type,
+        size=ref.size,
+    )
+
+
+class _Previewer:
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+        settings = state.settings
+        self._max_source = int(settings.preview_fetch_max_mb * 1_000_000)
+        self._edge = settings.preview_edge_px
+        self._max_bytes = settings.preview_max_kb * 1000
+
+    async def source(self, ref: MediaRef) -> bytes:
+        if ref.inline:
+            encoded = ref.url.split(",", 1)[1] if "," in ref.url else ""
+            if len(encoded) * 3 // 4 > self._max_source:
+                raise FetchRefused(f"the inline image is larger than {self._max_source / 1_000_000:g} MB")
+            try:
+                return base64.b64decode(encoded, validate=False)
+            except (binascii.Error, ValueError):
+                raise FetchRefused("the inline data is not base64") from None
+        fal = self._state.fal
+        settings = self._state.settings
+        fetched = await fetch_media(
+            fal.public_http,
+            ref.url,
+            fal_urls=fal.urls,
+            max_bytes=self._max_source,
+            timeout_s=settings.preview_timeout_s,
+        )
+        return fetched.data
+
+    async def preview(self, ref: MediaRef) -> Preview:
+        data = await self.source(ref)
+        return await anyio.to_thread.run_sync(lambda: make_preview(data, edge_px=self._edge, max_bytes=self._max_bytes))
+
+
+async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
+    """Previews of the output's images (when asked and allowed) and links to all its media files."""
+    refs = find_media(output)
+    shown = Shown()
+    if not refs:
+        return shown
+    settings = state.settings
+    images = [ref for ref in refs if ref.kind == "image"]
+    wanted = images[: settings.preview_count] if previews and settings.previews else []
+    outcomes: list[Preview | str] = ["not made"] * len(wanted)
+    previewer = _Previewer(state)
+
+    async def make(index: int, ref: MediaRef) -> None:
+        try:
+            outcomes[index] = await previewer.preview(ref)
+        except (FetchRefused, PreviewFailed) as failure:
+            logger.info("no preview of %s: %s", ref.where, failure)
+            outcomes[index] = str(failure)
+        except Exception:  # a preview is a courtesy: no decoder bug may cost the user a paid result
+            logger.warning("preview of %s failed unexpectedly", ref.where, exc_info=True)
+            outcomes[index] = "the image could not be decoded"
+
+    async with anyio.create_task_group() as group:
+        for index, ref in enumerate(wanted):
+            group.start_soon(make, index, ref)
+    made = 0
+    missing: list[str] = []
+    for ref, outcome in zip(wanted, outcomes, strict=True):
+        if isinstance(outcome, Preview):
+            encoded = base64.b64encode(outcome.data).decode("ascii")
+            shown.blocks.append(ImageContent(type="image", data=encoded, mime_type=outcome.mime_type))
+            made += 1
+        else:
+            missing.append(f"{ref.where} ({outcome})")
+    linked = [ref for ref in refs if not ref.inline]
+    shown.blocks += [_link(ref, number) for number, ref in enumerate(linked, start=1)]
+    shown.note = _note(made, len(images), missing, len(linked))
+    return shown
+
+
+def _note(made: int, images: int, missing: Sequence[str], linked: int) -> str:
+    parts: list[str] = []
+    if made:
+        parts.append(f"{made} of {images} images previewed below")
+    if missing:
+        parts.append(f"no preview for {'; '.join(missing)}")
+    if linked:
+        parts.append(f"{linked} media files linked")
+    return f" ({', '.join(parts)}.)" if parts else ""

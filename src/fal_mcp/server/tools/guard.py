@@ -1,0 +1,56 @@
+"""The one place a tool's failure is caught: every exception becomes a single worded `isError` result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.types import CallToolResult
+
+from fal_mcp.calls import calls
+from fal_mcp.fal.endpoint import InvalidIdError
+from fal_mcp.fal.errors import FalError
+from fal_mcp.jobs.failures import AfterSubmit, ToolFailure, explain
+from fal_mcp.logs import redactor
+from fal_mcp.media.fence import UploadRefused
+from fal_mcp.server.replies import failure
+
+logger = logging.getLogger("fal_mcp.server.tools")
+
+ToolFn = Callable[..., Awaitable[CallToolResult]]
+
+
+def _endpoint_label(arguments: dict[str, Any]) -> str | None:
+    if arguments.get("endpoint_id"):
+        return str(arguments["endpoint_id"])
+    parts = [str(arguments[k]) for k in ("app_owner", "app_id", "app_variant") if arguments.get(k)]
+    return "/".join(parts) or None
+
+
+def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
+    """Catch every failure of a tool once, here, and answer it as one worded `isError` result.
+
+    Cancellation is not an `Exception` and passes through untouched: a cancelled call must end as cancelled.
+    """
+
+    def decorate(fn: ToolFn) -> ToolFn:
+        @functools.wraps(fn)
+        async def tool(*args: Any, **arguments: Any) -> CallToolResult:
+            with calls.call(action) as call:  # an id on every log line of this call, and its closing line
+                try:
+                    return await fn(*args, **arguments)
+                except Exception as exc:
+                    call.outcome = "failed"
+                    if isinstance(exc, ToolFailure | UploadRefused | FalError | InvalidIdError | AfterSubmit):
+                        logger.info("%s failed: %s", action, exc)
+                    else:
+                        logger.exception("%s failed unexpectedly", action)
+                    where = _endpoint_label(arguments)
+                    message = explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id"))
+                    return failure(redactor.scrub(message))  # a key the caller pasted into an id is not echoed
+
+        return tool
+
+    return decorate

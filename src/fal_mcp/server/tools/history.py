@@ -1,0 +1,89 @@
+"""`list-requests` and the `fal://requests/{request_id}` resource: finding yesterday's job after a restart.
+
+Both read only this server's request history (never fal), and only the caller's own partition of it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from fal_mcp.jobs.history import ACTIVE_STATES, RequestRecord
+from fal_mcp.jobs.results import ToolOutput
+from fal_mcp.server.replies import success
+from fal_mcp.server.tools.guard import guarded
+from fal_mcp.server.tools.queue import operations
+from fal_mcp.server.tools.spec import ToolSpec
+
+REQUEST_URI = "fal://requests/{request_id}"
+
+StateFilter = Literal["active", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN"]
+
+
+class RequestList(ToolOutput):
+    """Requests from the history, newest first."""
+
+    requests: list[RequestRecord]
+    history: str = Field(description="'off' when this server keeps no history")
+
+
+def _line(record: RequestRecord) -> str:
+    error = f" - {record.error}" if record.error else ""
+    media = f" - {len(record.media_urls)} media" if record.media_urls else ""
+    return f"{record.submitted_at} {record.state} {record.endpoint_id} {record.request_id or '(no id)'}{media}{error}"
+
+
+@guarded("list-requests")
+async def list_requests(
+    ctx: Context[Any, Any],
+    state: Annotated[
+        StateFilter | None, Field(description="Only this state; 'active' = queued, running or being cancelled")
+    ] = None,
+    endpoint_id: Annotated[
+        str | None, Field(description="Only this model (an id or its prefix, e.g. 'fal-ai/flux')")
+    ] = None,
+    limit: Annotated[int, Field(description="At most this many, newest first", ge=1, le=100)] = 20,
+) -> Annotated[CallToolResult, RequestList]:
+    """List requests this server sent to fal (also from before a restart): ids, states, errors, media URLs."""
+    ops = operations(ctx)
+    states: tuple[str, ...] = ACTIVE_STATES if state == "active" else ((state,) if state else ())
+    records = await ops.recent(states=states, endpoint_prefix=endpoint_id, limit=limit)
+    enabled = ops.state.history.enabled
+    result = RequestList(requests=records, history="on" if enabled else "off")
+    if not enabled:
+        headline = "The request history is off on this server (FAL_MCP_STATE_DIR=off)."
+    elif not records:
+        headline = "No matching requests in the history."
+    else:
+        headline = f"{len(records)} request(s), newest first:\n" + "\n".join(_line(r) for r in records)
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
+
+
+async def request_resource(request_id: str, ctx: Context[Any, Any]) -> str:
+    """One request from the history, as JSON: endpoint, state, error, media URLs, input summary."""
+    ops = operations(ctx)
+    try:
+        record = await ops.record(request_id)
+    except ValueError as exc:
+        raise ResourceError(str(exc)) from exc
+    if record is None:
+        raise ResourceError(f"request {request_id!r} is not in this server's request history")
+    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+
+
+HISTORY_TOOLS = (
+    ToolSpec(
+        list_requests,
+        "list-requests",
+        "List past fal requests",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        open_world=False,
+    ),
+)

@@ -1,0 +1,208 @@
+"""The five queue tools: run-model, submit, get-status, get-result, cancel.
+
+Each returns a `CallToolResult` whose `structuredContent` matches its output model (`fal_mcp.jobs.results`); a failure
+is caught by `guarded` and worded by `fal_mcp.jobs.failures`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from fal_mcp.fal.client import ALREADY_COMPLETED, RequestOptions
+from fal_mcp.fal.endpoint import resolve_endpoint
+from fal_mcp.jobs.operations import Operations
+from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.server.attachments import show_media
+from fal_mcp.server.context import app_state, caller_of
+from fal_mcp.server.progress import QueueProgress
+from fal_mcp.server.replies import success
+from fal_mcp.server.tasks import running_as_task
+from fal_mcp.server.tools.arguments import (
+    AppArg,
+    EndpointArg,
+    HintArg,
+    InputArg,
+    LogsArg,
+    OwnerArg,
+    PreviewsArg,
+    PriorityArg,
+    RequestIdArg,
+    StartTimeoutArg,
+    ValidateArg,
+    VariantArg,
+    WebhookArg,
+)
+from fal_mcp.server.tools.guard import guarded
+from fal_mcp.server.tools.roots import ClientRoots
+from fal_mcp.server.tools.spec import ToolSpec
+
+
+def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
+    return RequestOptions(priority=priority, hint=hint, start_timeout_s=start_timeout_s)
+
+
+def operations(ctx: Context[Any, Any]) -> Operations:
+    state = app_state(ctx)
+    return Operations(state=state, caller=caller_of(ctx), client_roots=ClientRoots(ctx))
+
+
+async def _reply(ops: Operations, result: RequestResult, *, previews: bool) -> CallToolResult:
+    if result.next_step is not None:
+        headline = result.next_step
+    else:
+        headline = f"{result.endpoint_id} completed" + (
+            f" (request {result.request_id})." if result.request_id else "."
+        )
+    settings = ops.state.settings
+    shown = await show_media(ops.state, result.output, previews=previews)
+    reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
+    reply.content += shown.blocks
+    return reply
+
+
+# -- the tools -------------------------------------------------------------------------------------------
+
+
+@guarded("run-model")
+async def run_model(
+    ctx: Context[Any, Any],
+    input: InputArg,
+    endpoint_id: EndpointArg = None,
+    app_owner: OwnerArg = None,
+    app_id: AppArg = None,
+    app_variant: VariantArg = None,
+    mode: Annotated[
+        Literal["queue", "sync"],
+        Field(description="'queue' (default): submit and wait, with progress. 'sync': one blocking HTTP call"),
+    ] = "queue",
+    wait_s: Annotated[
+        float | None,
+        Field(description="Queue mode: seconds to wait before returning the request handle instead", ge=0),
+    ] = None,
+    logs: LogsArg = False,
+    priority: PriorityArg = None,
+    hint: HintArg = None,
+    start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
+    previews: PreviewsArg = True,
+) -> Annotated[CallToolResult, RequestResult]:
+    """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
+    ops = operations(ctx)
+    endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+    options = _options(priority, hint, start_timeout_s)
+    if mode == "sync":
+        return await _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate), previews=previews)
+    # As an MCP task nobody is left waiting on the call, so it follows the request to the end.
+    budget = ops.state.settings.max_wait_s if running_as_task.get() and wait_s is None else ops.wait_budget(wait_s)
+    progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
+    async with progress.heartbeat():
+        result = await ops.run_queued(
+            endpoint, input, options, budget_s=budget, logs=logs, listener=progress, validate=validate
+        )
+    return await _reply(ops, result, previews=previews)
+
+
+@guarded("submit")
+async def submit(
+    ctx: Context[Any, Any],
+    input: InputArg,
+    endpoint_id: EndpointArg = None,
+    app_owner: OwnerArg = None,
+    app_id: AppArg = None,
+    app_variant: VariantArg = None,
+    webhook_url: WebhookArg = None,
+    priority: PriorityArg = None,
+    hint: HintArg = None,
+    start_timeout_s: StartTimeoutArg = None,
+    validate: ValidateArg = True,
+) -> Annotated[CallToolResult, SubmitResult]:
+    """Queue a fal model request and return its request_id at once (for slow models such as video)."""
+    ops = operations(ctx)
+    endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
+    options = _options(priority, hint, start_timeout_s)
+    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url, validate=validate)
+    headline = (
+        f"Queued {endpoint} as request {result.request_id}. "
+        "Follow it with get-status or get-result (same request_id and endpoint_id)."
+    )
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
+
+
+@guarded("get-status")
+async def get_status(
+    ctx: Context[Any, Any],
+    request_id: RequestIdArg,
+    endpoint_id: EndpointArg = None,
+    app_owner: OwnerArg = None,
+    app_id: AppArg = None,
+    app_variant: VariantArg = None,
+    logs: LogsArg = False,
+) -> Annotated[CallToolResult, StatusResult]:
+    """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
+    ops = operations(ctx)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
+    result = await ops.status(endpoint, request_id, logs=logs)
+    headline = f"Request {request_id} is {result.status}"
+    if result.queue_position is not None:
+        headline += f", position {result.queue_position}"
+    headline += f". Error: {result.error}" if result.error else "."
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
+
+
+@guarded("get-result")
+async def get_result(
+    ctx: Context[Any, Any],
+    request_id: RequestIdArg,
+    endpoint_id: EndpointArg = None,
+    app_owner: OwnerArg = None,
+    app_id: AppArg = None,
+    app_variant: VariantArg = None,
+    wait_s: Annotated[
+        float, Field(description="Seconds to wait for completion (0: answer at once with the current state)", ge=0)
+    ] = 0,
+    logs: LogsArg = False,
+    previews: PreviewsArg = True,
+) -> Annotated[CallToolResult, RequestResult]:
+    """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
+    ops = operations(ctx)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
+    budget = ops.wait_budget(wait_s)
+    if budget <= 0:
+        return await _reply(ops, await ops.result(endpoint, request_id), previews=previews)
+    progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
+    async with progress.heartbeat():
+        result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=progress)
+    return await _reply(ops, result, previews=previews)
+
+
+@guarded("cancel")
+async def cancel(
+    ctx: Context[Any, Any],
+    request_id: RequestIdArg,
+    endpoint_id: EndpointArg = None,
+    app_owner: OwnerArg = None,
+    app_id: AppArg = None,
+    app_variant: VariantArg = None,
+) -> Annotated[CallToolResult, CancelResult]:
+    """Cancel a queued or running request (a running one stops if the model allows it)."""
+    ops = operations(ctx)
+    endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
+    result = await ops.cancel(endpoint, request_id)
+    if result.status == ALREADY_COMPLETED:
+        headline = f"Request {request_id} had already completed; nothing to cancel. get-result has its output."
+    else:
+        headline = f"Cancellation of {request_id} requested; a queued request is removed, a running one is stopped."
+    return success(headline, result, sandbox=ops.state.settings.sandbox)
+
+
+QUEUE_TOOLS = (
+    ToolSpec(run_model, "run-model", "Run a fal model", read_only=False, destructive=False, idempotent=False),
+    ToolSpec(submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False),
+    ToolSpec(get_status, "get-status", "Status of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(get_result, "get-result", "Result of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True),
+)

@@ -1,0 +1,155 @@
+"""The ASGI app `fal-mcp --transport http` serves: health, then a gate, then the REST surface or MCP.
+
+    /healthz, /readyz        no checks (an orchestrator's probe sends whatever Host it likes)
+    /openapi.json            with --rest; public, it describes and holds nothing
+    everything else          the gate: Host and Origin against the allow-lists (421 / 403), then credentials
+                             (401 with a `WWW-Authenticate: Bearer` challenge), then
+        /v1/models/...       the REST surface (with --rest)
+        /mcp                 streamable HTTP (the SDK, which checks Host and Origin again)
+
+The gate is plain ASGI, not a `BaseHTTPMiddleware`, so SSE streams pass through untouched. Every refusal has the
+REST surface's JSON error body. The app also takes part in shutdown: once the drain begins, an open standalone
+MCP stream (GET /mcp) is ended cleanly, so the server can stop as soon as the calls in flight are done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fal_mcp.calls import calls
+from fal_mcp.jobs.state import IDENTITY_SCOPE_KEY, AppState, Identity, StateSlot
+from fal_mcp.server.build import create_server
+from fal_mcp.settings import Settings
+from fal_mcp.web.auth import AuthPolicy, Unauthorized
+from fal_mcp.web.health import HEALTH_PATHS, health
+from fal_mcp.web.openapi import openapi_document
+from fal_mcp.web.rest import PREFIX, RestApi, error_response
+from fal_mcp.web.serving import MCP_PATH, transport_security
+
+logger = logging.getLogger(__name__)
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    """The SDK's rule: an exact value, or `name:*` for that name with any port."""
+    return any(value == pattern or (pattern.endswith(":*") and value.startswith(pattern[:-1])) for pattern in patterns)
+
+
+def screen(headers: Mapping[str, str], security: TransportSecuritySettings) -> Response | None:
+    """Refuse a request whose Host or Origin is not this server's (DNS rebinding, cross-site requests)."""
+    host = headers.get("host")
+    if not host or not _matches(host, security.allowed_hosts):
+        logger.warning("refused a request for Host %r (add it to FAL_MCP_ALLOWED_HOSTS if it is yours)", host)
+        return error_response(
+            421, "this server does not answer to that Host (FAL_MCP_ALLOWED_HOSTS)", error_type="invalid_host"
+        )
+    origin = headers.get("origin")
+    if origin and not _matches(origin, security.allowed_origins):
+        logger.warning("refused a request from Origin %r (FAL_MCP_ALLOWED_ORIGINS)", origin)
+        return error_response(
+            403, "requests from that Origin are not allowed (FAL_MCP_ALLOWED_ORIGINS)", error_type="invalid_origin"
+        )
+    return None
+
+
+def _authenticated(scope: Scope, identity: Identity) -> Scope:
+    """The scope with our identity, plus the SDK's user (its sessions then belong to this principal alone)."""
+    token = AccessToken(token=identity.principal, client_id=identity.principal, scopes=[])
+    return {**scope, IDENTITY_SCOPE_KEY: identity, "user": AuthenticatedUser(token), "auth": AuthCredentials([])}
+
+
+class HttpApp:
+    """The whole HTTP surface of one server process."""
+
+    def __init__(self, settings: Settings, server: MCPServer[AppState], slot: StateSlot) -> None:
+        self.settings = settings
+        self.slot = slot
+        self.policy = AuthPolicy.from_settings(settings)
+        self.security = transport_security(settings)
+        self.mcp: ASGIApp = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            stateless_http=settings.stateless,
+            json_response=False,  # SSE, so progress reaches the client
+            transport_security=self.security,
+            host=settings.host,
+            max_request_body_size=settings.max_body_bytes,
+        )
+        self.rest = (
+            RestApi(slot, max_body_bytes=settings.max_body_bytes, sandbox=settings.sandbox) if settings.rest else None
+        )
+        self._openapi: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.mcp(scope, self._watch_shutdown(receive), send)
+            return
+        if scope["type"] != "http":
+            await self.mcp(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in HEALTH_PATHS:
+            await health(path, self.slot, self.settings)(scope, receive, send)
+            return
+        if path == "/openapi.json" and self.rest is not None:
+            if self._openapi is None:
+                self._openapi = openapi_document(self.settings)
+            await JSONResponse(self._openapi)(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = screen(headers, self.security)
+        if refusal is None:
+            identity = self.policy.authenticate(headers)
+            if isinstance(identity, Unauthorized):
+                refusal = error_response(
+                    401, identity.message, error_type="unauthorized", headers={"WWW-Authenticate": identity.challenge()}
+                )
+            elif identity is not None:
+                scope = _authenticated(scope, identity)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        elif self.rest is not None and path.startswith(PREFIX):
+            await self.rest(scope, receive, send)
+        elif scope["method"] == "GET" and path == MCP_PATH:
+            await self._stream(scope, receive, send)
+        else:
+            await self.mcp(scope, receive, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A standalone MCP stream, ended cleanly (an empty last chunk) when the drain begins."""
+        state = {"started": False, "ended": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["ended"] = True
+            await send(message)
+
+        with calls.interruptible_wait() as wait:
+            await self.mcp(scope, receive, tracking_send)
+        if wait.cancelled_caught and state["started"] and not state["ended"]:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _watch_shutdown(self, receive: Receive) -> Receive:
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and calls.in_flight:
+                logger.warning("grace period over: cancelling %d call(s) still in flight", calls.in_flight)
+            return message
+
+        return watched
+
+
+def create_http_app(settings: Settings) -> HttpApp:
+    slot = StateSlot()
+    return HttpApp(settings, create_server(settings, slot=slot), slot)

@@ -1,0 +1,146 @@
+"""Who may call over HTTP, and whose fal key pays: the three `--auth` modes.
+
+- `token`: the caller sends one of `FAL_MCP_AUTH_TOKENS` as `Authorization: Bearer <token>` (compared in constant
+  time); the server's own `FAL_KEY` pays.
+- `fal-key` (bring your own key): the caller sends its fal key as `Authorization: Bearer <key>`, the convention of
+  fal's hosted MCP server. The server holds no key; each call pays with the caller's, over the shared pool, and
+  what we keep is partitioned by a hash of that key.
+- `none`: no check, the server's key pays. Only on a loopback bind, unless `--allow-unauthenticated`.
+
+The HTTP gate (`web.app`) authenticates each request and leaves an `Identity` in its ASGI scope; a tool reaches it
+through the MCP request context (`server.context.caller_key`), a REST call through its own scope. Reading it per request (not from
+a context variable) matters: a stateful MCP session serves every request in a task made by its first one. The
+gate also sets the SDK's `scope["user"]`, so the SDK refuses a session id presented with another credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from fal_mcp.jobs.state import Identity
+from fal_mcp.logs import redactor
+from fal_mcp.settings import Settings
+
+MIN_TOKEN_LENGTH = 16
+_FAL_KEY_SHAPE = re.compile(r"[\x21-\x7e]{16,512}")
+_TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+@dataclass(frozen=True, slots=True)
+class Unauthorized:
+    """Why a request was not let in (answered 401 with a `WWW-Authenticate: Bearer` challenge)."""
+
+    message: str
+    invalid: bool
+    """True when credentials were sent but are wrong (the challenge then carries `error="invalid_token"`)."""
+
+    def challenge(self) -> str:
+        if not self.invalid:
+            return 'Bearer realm="fal-mcp"'
+        return f'Bearer realm="fal-mcp", error="invalid_token", error_description="{self.message}"'
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, or None."""
+    if authorization is None:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    return credential if scheme.lower() == "bearer" and credential else None
+
+
+class AuthPolicy:
+    """Decides, from a request's headers, who is calling."""
+
+    def __init__(self, mode: str, tokens: tuple[str, ...] = ()) -> None:
+        self.mode = mode
+        self._tokens = tuple(_digest(token) for token in tokens)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthPolicy:
+        return cls(settings.auth, settings.tokens if settings.auth == "token" else ())
+
+    @property
+    def required(self) -> bool:
+        return self.mode != "none"
+
+    def authenticate(self, headers: Mapping[str, str]) -> Identity | Unauthorized | None:
+        """The caller's identity, a refusal, or None when this server asks for nothing (`none`)."""
+        if self.mode == "none":
+            return None
+        credential = bearer(headers.get("authorization"))
+        if credential is None:
+            what = "your fal key" if self.mode == "fal-key" else "a token"
+            return Unauthorized(f"authentication required: send Authorization: Bearer <{what}>", invalid=False)
+        if self.mode == "token":
+            return self._token(credential)
+        return self._fal_key(credential)
+
+    def _token(self, credential: str) -> Identity | Unauthorized:
+        given = _digest(credential)
+        matched = False
+        for token in self._tokens:  # every token is compared, so timing says nothing about which one matched
+            matched |= hmac.compare_digest(given, token)
+        if not matched:
+            return Unauthorized("invalid token", invalid=True)
+        return Identity(principal="token:" + given.hex()[:16])
+
+    def _fal_key(self, credential: str) -> Identity | Unauthorized:
+        if not _FAL_KEY_SHAPE.fullmatch(credential):
+            return Unauthorized("the bearer credential is not a fal key", invalid=True)
+        redactor.add(credential)  # from now on no log line can show it
+        return Identity(principal="fal-key:" + _digest(credential).hex()[:24], key=SecretStr(credential))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """Why this configuration must not start (said on stderr with exit code 2), or None."""
+    mode = settings.auth
+    if mode == "fal-key" and settings.key is not None:
+        return (
+            "FAL_MCP_AUTH=fal-key: every caller pays with the fal key it sends, so the server must hold none. "
+            "Unset FAL_KEY (and FAL_KEY_ID/FAL_KEY_SECRET), or use --auth token to let the server's key pay."
+        )
+    if settings.transport != "http":
+        if mode == "fal-key":
+            return "FAL_MCP_AUTH=fal-key needs --transport http: over stdio there is no caller key to pay with."
+        return None
+    if mode == "token":
+        tokens = settings.tokens
+        if not tokens:
+            return (
+                "FAL_MCP_AUTH=token needs FAL_MCP_AUTH_TOKENS: one or more comma-separated bearer tokens, e.g. "
+                f"made with {_TOKEN_HINT}"
+            )
+        if any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
+            return (
+                f"every token in FAL_MCP_AUTH_TOKENS must be at least {MIN_TOKEN_LENGTH} characters; "
+                f"make one with {_TOKEN_HINT}"
+            )
+    if mode == "none" and not is_loopback(settings.host) and not settings.allow_unauthenticated:
+        return (
+            f"refusing to serve {settings.host} without authentication: anyone who can reach that address could "
+            "spend the fal credits of this server's key. Use --auth token (with FAL_MCP_AUTH_TOKENS), or --auth "
+            "fal-key so each caller brings its own fal key, or bind 127.0.0.1. On a network you trust, pass "
+            "--allow-unauthenticated."
+        )
+    return None
