@@ -7,9 +7,10 @@ MCP: the caller identity comes in as a `Caller`, progress goes out through a `Li
 Three promises live here:
 - **Nothing is lost.** Every request is in the history before it is sent and keeps its last known state; after
   a submit, any failure carries the request id (`AfterSubmit`).
-- **Nothing bills after a cancel.** When the caller abandons a call that is waiting on a request (the MCP client
-  cancelled it, or hung up), fal gets the cancel for that request before the call ends, shielded from the
-  cancellation itself and bounded in time.
+- **Nothing bills after a cancel.** When the caller abandons a run that is waiting on the request it started (the
+  MCP client cancelled it, or hung up), fal gets the cancel for that request before the call ends, shielded from
+  the cancellation itself and bounded in time. Only the run that started a job owns its fate: an abandoned wait
+  on a result (`get-result` is read-only) just stops waiting, and the job goes on at fal.
 - **A wait budget degrades instead of failing**: when it runs out, the request's handle and state come back.
 """
 
@@ -188,7 +189,7 @@ class Operations:
         """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
         submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate)
         try:
-            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, announce=True)
+            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, started_here=True)
         except Exception as exc:
             raise AfterSubmit(submitted.request_id, str(endpoint), exc) from exc
 
@@ -232,22 +233,28 @@ class Operations:
         logs: bool,
         listener: Listener | None,
         *,
-        announce: bool = False,
+        started_here: bool = False,
     ) -> RequestResult:
+        """Follow the request up to `budget_s`, then answer its output or its state.
+
+        `started_here`: this call submitted the request, so it announces it and, when abandoned, cancels it at fal.
+        A call that only looks at a request (get-result) never changes it: abandoned, it just stops waiting.
+        """
         fal = self.caller.fal
         started = anyio.current_time()
         recorder = _Recorder(self, request_id, listener)
         status: QueueStatus | None = None
         if budget_s > 0:
             try:
-                if announce and listener is not None:
+                if started_here and listener is not None:
                     await listener.submitted(endpoint, request_id)
                 with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
                     status = await follow(
                         fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard
                     )
             except anyio.get_cancelled_exc_class():
-                await self._abandon(endpoint, request_id)
+                if started_here:
+                    await self._abandon(endpoint, request_id)
                 raise
         if status is None:
             status = await fal.status(endpoint, request_id, logs=logs)
@@ -273,7 +280,7 @@ class Operations:
         return envelope
 
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
-        """The caller gave up on a call waiting for this request: stop it at fal, so nothing bills after a cancel."""
+        """The caller gave up on the run that started this request: stop it at fal, so nothing bills after a cancel."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_ON_ABORT_S):
             try:
                 outcome = await self.caller.fal.cancel(endpoint, request_id)
