@@ -7,6 +7,7 @@
 - throughput   concurrent get-status over streamable HTTP at 1, 10 and 50 clients            (throughput.py)
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
+- requests_per_job  requests to fal per completed job over 120 sequential run-model jobs  (requests_per_job.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
 draws the figures a picture reads better for into `docs/benchmarks.png` (or PATH). `--quick` makes every
@@ -30,6 +31,7 @@ import cold_start
 import long_jobs
 import memory
 import overhead
+import requests_per_job
 import rig
 import throughput
 
@@ -39,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "throughput": throughput.run,
     "memory": memory.run,
     "long_jobs": long_jobs.run,
+    "requests_per_job": requests_per_job.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
 

@@ -7,10 +7,11 @@
 - **Submits per minute** (`FAL_MCP_SUBMITS_PER_MINUTE`): submits and synchronous runs of one key over the last
   60 seconds, a sliding window.
 - **Running jobs** (`FAL_MCP_MAX_RUNNING_JOBS`): a key's synchronous runs still in flight, plus the queue requests
-  it submitted through this process that have not been seen to end. Only when that count reaches the limit does
-  the guard ask fal for the status of those requests (at most once per `RECHECK_S` each) and forget every one fal
-  reports finished, cancelled or unknown; so a job counts until it ends at fal, whoever watched it (a cancel made
-  through this server stops it counting at once).
+  it submitted through this process that have not been seen to end. Every operation that sees a job end (a
+  follow, a status, a result, a cancel) says so (`ended`), so a finished job stops counting at once. Only when
+  the count still reaches the limit does the guard ask fal for the status of the requests nobody watched (at most
+  once per `RECHECK_S` each) and forget every one fal reports finished, cancelled or unknown; so a job counts
+  until it ends at fal, whoever watched it.
 
 Limits are per key (its partition) and per process: behind a load balancer each replica counts its own.
 A refusal is a `Refused` (a `ToolFailure`), worded to name the limit, with the HTTP status the REST surface
@@ -192,8 +193,8 @@ class Guards:
             if account.idle:
                 self._accounts.pop(partition, None)
 
-    def forget(self, partition: str, request_id: str) -> None:
-        """A job of this key was cancelled here: it no longer counts as running."""
+    def ended(self, partition: str, request_id: str) -> None:
+        """A job of this key was seen to end (or was cancelled here, or fal does not know it): it stops counting."""
         account = self._accounts.get(partition)
         if account is not None:
             account.jobs.pop(request_id, None)

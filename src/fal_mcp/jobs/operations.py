@@ -17,7 +17,7 @@ Three promises live here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ import anyio
 from fal_mcp.calls import calls
 from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
-from fal_mcp.fal.errors import FalAPIError, FalError, FalRequestFailed, answer_lost
+from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
 from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
@@ -198,7 +198,7 @@ class Operations:
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
-        status = await self.caller.fal.status(endpoint, request_id, logs=logs)
+        status = await self._asked(self.caller.fal.status(endpoint, request_id, logs=logs), request_id)
         await self.remember(request_id, status)
         return StatusResult(
             endpoint_id=str(endpoint),
@@ -249,15 +249,16 @@ class Operations:
                 if started_here and listener is not None:
                     await listener.submitted(endpoint, request_id)
                 with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
-                    status = await follow(
-                        fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard
+                    status = await self._asked(
+                        follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard),
+                        request_id,
                     )
             except anyio.get_cancelled_exc_class():
                 if started_here:
                     await self._abandon(endpoint, request_id)
                 raise
         if status is None:
-            status = await fal.status(endpoint, request_id, logs=logs)
+            status = await self._asked(fal.status(endpoint, request_id, logs=logs), request_id)
             await recorder.heard(status)
         envelope = RequestResult(
             endpoint_id=str(endpoint),
@@ -278,6 +279,18 @@ class Operations:
         envelope.status = COMPLETED
         await self.state.history.observe(self.caller.partition, request_id, COMPLETED, output=envelope.output)
         return envelope
+
+    async def _asked(self, asking: Awaitable[QueueStatus], request_id: str) -> QueueStatus:
+        """A status from fal; one that says the job ended (or that fal does not know it) is told to the guards, so
+        a finished job stops counting against the running-jobs limit without the guards asking fal again."""
+        try:
+            status = await asking
+        except FalNotFoundError:
+            self.state.guards.ended(self.caller.partition, request_id)
+            raise
+        if status.is_terminal:
+            self.state.guards.ended(self.caller.partition, request_id)
+        return status
 
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
         """The caller gave up on the run that started this request: stop it at fal, so nothing bills after a cancel."""
@@ -308,7 +321,7 @@ class Operations:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
-        self.state.guards.forget(self.caller.partition, request_id)
+        self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
             await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)
