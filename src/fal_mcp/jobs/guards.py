@@ -3,6 +3,8 @@
 - **Endpoints**: `FAL_MCP_ALLOWED_ENDPOINTS` / `FAL_MCP_DENIED_ENDPOINTS` are comma-separated glob patterns matched
   (case-sensitively, `*` crossing `/`) against the endpoint id as the caller gave it, on every operation. A denied
   pattern wins over an allowed one; with no allowed patterns, everything not denied is allowed.
+- **Input shape**: the model input must be JSON fal can read: nested at most `MAX_INPUT_DEPTH` levels, and no
+  `NaN` or `Infinity` (a client's JSON parser may let them through; JSON has no spelling for them).
 - **Input size**: the model input, as compact JSON, may be at most `FAL_MCP_MAX_INPUT_BYTES`.
 - **Submits per minute** (`FAL_MCP_SUBMITS_PER_MINUTE`): submits and synchronous runs of one key over the last
   60 seconds, a sliding window.
@@ -28,7 +30,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -43,6 +45,11 @@ SWEEP_ABOVE = 1024
 """Past this many keys with bookkeeping, idle ones are forgotten whenever a new key arrives."""
 RECHECK_S = 2.0
 """A tracked job's status is asked of fal at most this often (only when the running-jobs limit is reached)."""
+MAX_INPUT_DEPTH = 64
+"""Levels of nesting (objects and arrays, the input object itself included) an input may have: far beyond any
+model's schema, and well inside what every JSON parser on the way (ours, the MCP SDK's, fal's) can take."""
+MAX_PATH_CHARS = 80
+"""The longest field path a refusal names (a deep one is cut)."""
 
 
 class Refused(ToolFailure):
@@ -76,6 +83,69 @@ class EndpointPolicy:
             f"(FAL_MCP_ALLOWED_ENDPOINTS / FAL_MCP_DENIED_ENDPOINTS).{allowed} Nothing was sent to fal.",
             status_code=403,
         )
+
+
+class MalformedInput(ToolFailure):
+    """The input is not JSON fal can read (too deep, or a number JSON cannot spell); nothing was sent."""
+
+    @classmethod
+    def too_deep(cls, where: str | None = None, max_depth: int = MAX_INPUT_DEPTH) -> MalformedInput:
+        at = f" (at {where})" if where else ""
+        return cls(
+            f"the input is nested more than {max_depth} levels deep{at}; no model takes that: flatten it. "
+            "Nothing was sent to fal."
+        )
+
+
+def _spelled(number: float) -> str:
+    return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
+def _path(node: tuple[Any, ...] | None) -> str:
+    """`input.a[0].b` from a chain of `(parent, key)` nodes."""
+    keys: list[str | int] = []
+    while node is not None:
+        node, key = node
+        keys.append(key)
+    where = "input"
+    for key in reversed(keys):
+        where += f"[{key}]" if isinstance(key, int) else f".{key}"
+    return where if len(where) <= MAX_PATH_CHARS else where[:MAX_PATH_CHARS] + "..."
+
+
+def check_shape(payload: Mapping[str, Any], max_depth: int = MAX_INPUT_DEPTH) -> None:
+    """Refuse an input nested deeper than `max_depth` levels or holding a number JSON cannot carry.
+
+    Walked with a stack, never by recursion: the input may be nested deeper than Python's own recursion limit.
+    """
+    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(payload, 1, None)]
+    while stack:
+        item, depth, node = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise MalformedInput(
+                f"{_path(node)} is {_spelled(item)}, which JSON cannot carry (fal accepts only finite numbers): "
+                "send a number or leave the field out. Nothing was sent to fal."
+            )
+        if isinstance(item, Mapping | list | tuple):
+            if depth > max_depth:
+                raise MalformedInput.too_deep(_path(node), max_depth)
+            pairs: list[tuple[Any, Any]] = list(
+                cast(Mapping[Any, Any], item).items() if isinstance(item, Mapping) else enumerate(cast(list[Any], item))
+            )
+            stack.extend((value, depth + 1, (node, key)) for key, value in reversed(pairs))
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether JSON `value` nests more than `levels` objects and arrays deep (walked with a stack, not recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping | list):
+            if depth > levels:
+                return True
+            children = cast(Mapping[Any, Any], item).values() if isinstance(item, Mapping) else cast(list[Any], item)
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def input_size(payload: Mapping[str, Any]) -> int:
@@ -151,8 +221,9 @@ class Guards:
         self.policy.check(endpoint)
 
     def check(self, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
-        """What can be refused without asking anyone: the endpoint lists and the input's size."""
+        """What can be refused without asking anyone: the endpoint lists, the input's shape and its size."""
         self.policy.check(endpoint)
+        check_shape(payload)
         size = input_size(payload)
         if size > self.max_input_bytes:
             raise Refused(

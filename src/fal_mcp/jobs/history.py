@@ -135,21 +135,16 @@ def input_digest(value: Any) -> str:
 def media_urls(output: Any) -> list[str]:
     """URLs of files in a model's output: every http(s) string under a key named like a URL."""
     found: list[str] = []
-
-    def walk(item: Any, key: str) -> None:
-        if len(found) >= MAX_MEDIA_URLS:
-            return
+    stack: list[tuple[Any, str]] = [(output, "")]  # a stack, not recursion: an output may nest very deep
+    while stack and len(found) < MAX_MEDIA_URLS:
+        item, key = stack.pop()
         if isinstance(item, str):
             if item.startswith(("https://", "http://")) and (key == "url" or key.endswith("_url")):
                 found.append(item)
         elif isinstance(item, dict):
-            for k, v in cast(dict[Any, Any], item).items():
-                walk(v, str(k))
+            stack.extend((v, str(k)) for k, v in reversed(cast(dict[Any, Any], item).items()))
         elif isinstance(item, list):
-            for v in cast(list[Any], item):
-                walk(v, key)
-
-    walk(output, "")
+            stack.extend((v, key) for v in reversed(cast(list[Any], item)))
     return list(dict.fromkeys(found))
 
 
