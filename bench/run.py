@@ -7,7 +7,8 @@
 - throughput   concurrent get-status over streamable HTTP at 1, 10 and 50 clients            (throughput.py)
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
-- requests_per_job  requests to fal per completed job over 120 sequential run-model jobs  (requests_per_job.py)
+- requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
+- history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
 draws the figures a picture reads better for into `docs/benchmarks.png` (or PATH). `--quick` makes every
@@ -28,6 +29,7 @@ from typing import Any
 
 import chart
 import cold_start
+import history
 import long_jobs
 import memory
 import overhead
@@ -42,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "memory": memory.run,
     "long_jobs": long_jobs.run,
     "requests_per_job": requests_per_job.run,
+    "history": history.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
 
