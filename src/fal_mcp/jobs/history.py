@@ -22,8 +22,8 @@ It scales and it stays small:
   then every `PRUNE_EVERY_S`, in small batches that let calls' statements through between them.
 - **A submit whose process died** (killed between send and answer) would stay `SUBMITTING` forever. At open, and on
   each pruning pass, such a row is settled to `UNKNOWN` (and so listed with the lost submits) once its owning
-  process is known to be gone: each row names the host and pid that wrote it, and a pid that no longer exists on
-  this host is gone. A row whose owner cannot be checked (another host sharing the file, Windows, a file from an
+  process is known to be gone: each row names the host, pid and start time of the process that wrote it, and on
+  this host a pid that no longer exists, or that a process started since has taken, is gone. A row whose owner cannot be checked (another host sharing the file, Windows, a file from an
   older version) is settled once it is older than `STALE_SUBMIT_S`; if its process was alive after all, fal's
   answer still lands on the row and replaces the `UNKNOWN`.
 - **Upgrades keep every row**: a file from an older version gets the new column and indexes in place, in one
@@ -221,13 +221,25 @@ class Retention:
         return cls(max_age_s=days * 86400.0 if days else None, max_rows=rows or None)
 
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
-"""Who writes this process's rows: a `SUBMITTING` row outlives its owner only if the owner died mid-send."""
+def _started(pid: int) -> str:
+    """When a process started (clock ticks after boot, from /proc on Linux), or "" where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""  # field 22, `starttime`, counted after the name
 
 
-def _owner_gone(owner: str | None) -> bool:
-    """Whether the process that wrote a row is known to be gone: a pid on this host that no longer exists."""
-    host, _, pid = (owner or "").rpartition(":")
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+"""Who writes this process's rows (host, pid, start): a `SUBMITTING` row outlives its owner only if the owner died
+mid-send. The start time tells a reused pid apart (a restarted container's server is pid 1 again)."""
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that wrote a row is known to be gone: on this host, its pid no longer exists or now
+    belongs to a process that started at another time."""
+    host, pid, started = (owner or "").rsplit(":", 2) if (owner or "").count(":") >= 2 else ("", "", "")
     if host != socket.gethostname() or not pid.isdigit() or sys.platform == "win32":
         return False  # another host (or an unknown owner): cannot tell, and Windows has no signal 0 to ask
     try:
@@ -235,8 +247,9 @@ def _owner_gone(owner: str | None) -> bool:
     except ProcessLookupError:
         return True
     except OSError:
-        return False  # it exists (another user's, say)
-    return False
+        pass  # it exists (another user's, say)
+    now_started = _started(int(pid))
+    return bool(started and now_started and started != now_started)
 
 
 class History:
@@ -540,7 +553,7 @@ def _settle_lost_submits(db: sqlite3.Connection, now: float) -> int:
         for row_id, owner, created in db.execute(
             "SELECT id, owner, created_at FROM requests WHERE state = 'SUBMITTING'"
         ).fetchall()
-        if created < now - STALE_SUBMIT_S or _owner_gone(owner)
+        if created < now - STALE_SUBMIT_S or owner_gone(owner)
     ]
     for row_id in lost:
         db.execute(
