@@ -3,9 +3,9 @@
 A completed job should cost three requests to fal on the streaming path (submit, status stream, result), and keep
 costing three: the running-jobs guard must hear of every job that ends, or once its count reaches the limit
 (`FAL_MCP_MAX_RUNNING_JOBS`, 20) it asks fal about the finished ones again. One spawned `fal-mcp` (stdio, default
-settings) runs the fast image model job after job after a warm-up (which looks the model's schema up once); the
-fake fal, in this process, counts the requests each job made (previews fetched from the CDN are not fal requests
-and are left out).
+settings but for the submits-per-minute cap, which 120 jobs in a minute would meet) runs the fast image model job
+after job, after a warm-up (which looks the model's schema up once); the fake fal, in this process, counts the
+requests each job made (previews fetched from the CDN are not fal requests and are left out).
 
     python bench/requests_per_job.py [--quick]
 
@@ -38,6 +38,7 @@ async def measure(sandbox: SandboxServer, state_dir: str, jobs: int) -> list[lis
         "FAL_API_URL": sandbox.api_url,
         "FAL_REST_URL": sandbox.rest_url,
         "FAL_MCP_STATE_DIR": state_dir,
+        "FAL_MCP_SUBMITS_PER_MINUTE": "0",  # 120 jobs in well under a minute; the running-jobs guard stays at 20
     }
     fake = sandbox.fake
     per_job: list[list[str]] = []
@@ -76,7 +77,10 @@ def run(quick: bool) -> rig.Report:
             mean == TARGET and most == TARGET,
         )
     ]
-    notes = ["one spawned fal-mcp over stdio with default settings (FAL_MCP_MAX_RUNNING_JOBS=20); CDN fetches left out"]
+    notes = [
+        "one spawned fal-mcp over stdio: FAL_MCP_MAX_RUNNING_JOBS=20 (the default), FAL_MCP_SUBMITS_PER_MINUTE=0; "
+        "CDN fetches left out"
+    ]
     return rig.Report("requests_per_job", "Requests to fal per completed job, sustained", rows, targets, notes)
 
 

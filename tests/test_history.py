@@ -196,7 +196,7 @@ def test_upkeep_statements_use_the_indexes_too(filled: tuple[History, list[tuple
 
 
 async def test_retention_prunes_by_age_and_count_but_never_a_request_that_may_bill(tmp_path: Path) -> None:
-    history = History(tmp_path / FILE_NAME, Retention(max_age_s=30 * 86400, max_rows=5))
+    history = History(tmp_path / FILE_NAME, Retention(max_age_s=30 * 86400, max_rows=5), background=False)
     now = time.time()
     day = 86400
     rows = [

@@ -78,7 +78,7 @@ STALE_SUBMIT_S = 3600.0
 PRUNE_EVERY_S = 3600.0
 FIRST_PRUNE_AFTER_S = 1.0
 """The first pass waits this long after open: a starting server has better things to do."""
-PRUNE_BATCH = 500
+PRUNE_BATCH = 200
 """Rows deleted per statement; between batches other statements get the connection."""
 PRUNE_PAUSE_S = 0.005
 MAX_RANGES = 64
@@ -255,7 +255,9 @@ def owner_gone(owner: str | None) -> bool:
 class History:
     """Async front of one SQLite connection; every statement runs in a worker thread, one at a time."""
 
-    def __init__(self, path: Path | None, retention: Retention | None = None) -> None:
+    def __init__(self, path: Path | None, retention: Retention | None = None, *, background: bool = True) -> None:
+        """`background`: run `upkeep` in a thread of its own, shortly after open and then every `PRUNE_EVERY_S`
+        (without it, whoever holds the history calls `upkeep`)."""
         self.path = path
         self.retention = retention if retention is not None else Retention()
         self.problem: str | None = None
@@ -267,7 +269,7 @@ class History:
         self._upkeep: threading.Thread | None = None
         if path is not None:
             self._db = self._connect(path)
-        if self._db is not None:
+        if self._db is not None and background:
             self._upkeep = threading.Thread(target=self._keep_up, name="fal-mcp history upkeep", daemon=True)
             self._upkeep.start()
 
