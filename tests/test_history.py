@@ -23,13 +23,13 @@ from fal_mcp.jobs.history import (
     ACTIVE_STATES,
     FILE_NAME,
     MAX_RANGES,
-    OWNER,
     SCHEMA_VERSION,
     STALE_SUBMIT_S,
     History,
     Retention,
     listing_queries,
     media_urls,
+    owner,
     owner_gone,
 )
 from fal_mcp.jobs.state import partition_of
@@ -345,8 +345,8 @@ def test_a_deep_output_is_no_trouble_for_the_history() -> None:
 
 
 def test_a_row_outlives_its_owner_only_when_that_process_is_really_gone() -> None:
-    host, pid, started = OWNER.rsplit(":", 2)
-    assert not owner_gone(OWNER)  # this very process
+    host, pid, started = owner().rsplit(":", 2)
+    assert not owner_gone(owner())  # this very process
     assert owner_gone(f"{host}:{pid}:{int(started or 0) + 1}")  # the same pid, taken by a later process
     assert owner_gone(f"{host}:{2**22 + 7}:1")  # no such pid
     assert not owner_gone(f"another-host:{2**22 + 7}:1")  # another machine sharing the file: cannot tell

@@ -231,9 +231,15 @@ def _started(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""  # field 22, `starttime`, counted after the name
 
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
-"""Who writes this process's rows (host, pid, start): a `SUBMITTING` row outlives its owner only if the owner died
-mid-send. The start time tells a reused pid apart (a restarted container's server is pid 1 again)."""
+@functools.cache
+def _owner_of(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
+
+
+def owner() -> str:
+    """Who writes this process's rows (host, pid, start): a `SUBMITTING` row outlives its owner only if the owner
+    died mid-send. The start time tells a reused pid apart (a restarted container's server is pid 1 again)."""
+    return _owner_of(os.getpid())
 
 
 def owner_gone(owner: str | None) -> bool:
@@ -369,7 +375,7 @@ class History:
             cursor = db.execute(
                 "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
                 " input_summary, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, OWNER),
+                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owner()),
             )
             return cursor.lastrowid
 
