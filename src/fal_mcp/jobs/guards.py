@@ -113,26 +113,54 @@ def _path(node: tuple[Any, ...] | None) -> str:
     return where if len(where) <= MAX_PATH_CHARS else where[:MAX_PATH_CHARS] + "..."
 
 
+_PLAIN: frozenset[type[Any]] = frozenset({str, int, bool, type(None)})
+
+
 def check_shape(payload: Mapping[str, Any], max_depth: int = MAX_INPUT_DEPTH) -> None:
     """Refuse an input nested deeper than `max_depth` levels or holding a number JSON cannot carry.
 
-    Walked with a stack, never by recursion: the input may be nested deeper than Python's own recursion limit.
+    Walked with a stack, never by recursion: the input may be nested deeper than Python's own recursion limit. The
+    walk that passes keeps no paths (a large input costs a few ms); only a refusal walks again to name the field.
     """
+    if not _fits(payload, max_depth):
+        raise _shape_problem(payload, max_depth)
+
+
+def _fits(payload: Mapping[str, Any], max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        for value in cast(Mapping[Any, Any], item).values() if isinstance(item, Mapping) else cast(list[Any], item):
+            if type(value) in _PLAIN:  # the common case first: an ABC check costs more than the rest
+                continue
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    return False
+            elif isinstance(value, Mapping | list | tuple):
+                stack.append((cast(Any, value), depth + 1))
+    return True
+
+
+def _shape_problem(payload: Mapping[str, Any], max_depth: int) -> MalformedInput:
+    """The refusal `check_shape` found, with the path of the first field at fault."""
     stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(payload, 1, None)]
     while stack:
         item, depth, node = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            raise MalformedInput(
+            return MalformedInput(
                 f"{_path(node)} is {_spelled(item)}, which JSON cannot carry (fal accepts only finite numbers): "
                 "send a number or leave the field out. Nothing was sent to fal."
             )
         if isinstance(item, Mapping | list | tuple):
             if depth > max_depth:
-                raise MalformedInput.too_deep(_path(node), max_depth)
+                return MalformedInput.too_deep(_path(node), max_depth)
             pairs: list[tuple[Any, Any]] = list(
                 cast(Mapping[Any, Any], item).items() if isinstance(item, Mapping) else enumerate(cast(list[Any], item))
             )
             stack.extend((value, depth + 1, (node, key)) for key, value in reversed(pairs))
+    return MalformedInput.too_deep(None, max_depth)  # not reached: check_shape found a problem
 
 
 def nested_deeper_than(value: Any, levels: int) -> bool:
