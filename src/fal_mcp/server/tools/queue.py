@@ -200,9 +200,25 @@ async def cancel(
 
 
 QUEUE_TOOLS = (
-    ToolSpec(run_model, "run-model", "Run a fal model", read_only=False, destructive=False, idempotent=False),
+    ToolSpec(
+        run_model,
+        "run-model",
+        "Run a fal model",
+        read_only=False,
+        destructive=False,
+        idempotent=False,
+        shown_in_view=True,
+    ),
     ToolSpec(submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False),
     ToolSpec(get_status, "get-status", "Status of a fal request", read_only=True, destructive=False, idempotent=True),
-    ToolSpec(get_result, "get-result", "Result of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(
+        get_result,
+        "get-result",
+        "Result of a fal request",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        shown_in_view=True,
+    ),
     ToolSpec(cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True),
 )
