@@ -94,8 +94,17 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def view_server(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
-    server = start_http_server(env_for(sandbox), tmp_path_factory.mktemp("view-http"))
+def save_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the view's server may save outputs (`FAL_MCP_SAVE_ROOTS`)."""
+    return tmp_path_factory.mktemp("saved")
+
+
+@pytest.fixture(scope="module")
+def view_server(
+    sandbox: SandboxServer, save_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpServer]:
+    env = env_for(sandbox, FAL_MCP_SAVE_ROOTS=str(save_root))
+    server = start_http_server(env, tmp_path_factory.mktemp("view-http"))
     yield server
     server.stop()
 

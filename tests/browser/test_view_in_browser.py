@@ -63,6 +63,13 @@ def test_save_and_open_go_to_the_host_where_it_allows_them(host: HostPage, fake:
     expect(first).to_have_class("media image")
 
 
+def test_files_saved_by_save_to_are_listed(host: HostPage, fake: FakeFal, save_root: Path) -> None:
+    result = host.call("run-model", {"endpoint_id": AUDIO, "input": {"prompt": "a bell"}, "save_to": str(save_root)})
+    (saved,) = result["structuredContent"]["saved"]
+    assert Path(saved).parent == save_root and Path(saved).stat().st_size > 44
+    expect(host.view.locator(".saved code")).to_have_text(saved)
+
+
 def test_a_host_that_allows_nothing_gets_no_buttons_and_a_still_job(host: HostPage, fake: FakeFal) -> None:
     fake.time_scale = 1.0
     host.call("run-model", {"endpoint_id": FLUX, "input": {"prompt": "a fox"}}, capabilities={})
