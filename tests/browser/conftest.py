@@ -79,14 +79,16 @@ def host_page_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver(host_page_html: str) -> Iterator[Playwright]:
+    """Module-scoped: Playwright's sync API holds an event loop open in this thread while it runs, and the
+    anyio tests of the other modules need the thread free of it."""
     assert sync_playwright is not None
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     launched = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
     yield launched

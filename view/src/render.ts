@@ -190,7 +190,7 @@ export function completed(result: RequestEnvelope, actions: Actions): HTMLElemen
   return section;
 }
 
-function galleryMedia(url: string, actions: Actions): Media | undefined {
+function galleryMedia(url: string): Media | undefined {
   const kind = kindOf(undefined, url);
   return kind ? { where: "media_urls", url, kind } : undefined;
 }
@@ -204,7 +204,7 @@ export function gallery(records: RequestRecord[], actions: Actions): HTMLElement
     card.append(header(record.endpoint_id, record.state, record.request_id));
     card.append(h("time", { datetime: record.submitted_at }, new Date(record.submitted_at).toLocaleString()));
     if (record.error) card.append(errorBox(record.error));
-    const media = (record.media_urls ?? []).map((url) => galleryMedia(url, actions)).filter((m): m is Media => !!m);
+    const media = (record.media_urls ?? []).map(galleryMedia).filter((m): m is Media => !!m);
     const grid = mediaGrid(media, actions);
     if (grid) card.append(grid);
     const live = ["IN_QUEUE", "IN_PROGRESS", "SUBMITTING", "CANCELLATION_REQUESTED"].includes(record.state);
