@@ -16,7 +16,8 @@ import functools
 from importlib import resources
 from urllib.parse import urlsplit
 
-from mcp.server.apps import Apps, ResourceCsp
+from mcp.server.apps import APP_MIME_TYPE, Apps, ResourceCsp
+from mcp.server.mcpserver.resources import FunctionResource
 
 from fal_mcp.settings import DEFAULT_API_URL, DEFAULT_QUEUE_URL, DEFAULT_REST_URL, DEFAULT_RUN_URL, Settings
 
@@ -49,15 +50,21 @@ def media_domains(settings: Settings) -> list[str]:
 
 
 def view_extension(settings: Settings) -> Apps:
-    """The MCP Apps extension serving the view, with a CSP for this server's fal hosts."""
+    """The MCP Apps extension serving the view, with a CSP for this server's fal hosts.
+
+    The document is read when a host first asks for it, not at start: a stdio launch does not pay for it.
+    """
+    csp = ResourceCsp(resource_domains=media_domains(settings))
     apps = Apps()
-    apps.add_html_resource(
-        VIEW_URI,
-        view_html(),
-        name="fal-mcp view",
-        title="fal results",
-        description="Shows fal outputs in the chat: images, video and audio players, live jobs, the request gallery",
-        csp=ResourceCsp(resource_domains=media_domains(settings)),
-        prefers_border=True,
+    apps.add_resource(
+        FunctionResource(
+            uri=VIEW_URI,
+            name="fal-mcp view",
+            title="fal results",
+            description="Shows fal outputs in the chat: images, video and audio players, live jobs, the request gallery",
+            mime_type=APP_MIME_TYPE,
+            meta={"ui": {"csp": csp.model_dump(by_alias=True, exclude_none=True), "prefersBorder": True}},
+            fn=view_html,
+        )
     )
     return apps
