@@ -25,6 +25,7 @@ from fal_mcp.server.tasks import TasksExtension
 from fal_mcp.server.tools import ALL_TOOLS
 from fal_mcp.server.tools.history import REQUEST_URI, request_resource
 from fal_mcp.server.tools.models import SCHEMA_RESOURCE, register_model_resources
+from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
 
 INSTRUCTIONS = (
@@ -70,7 +71,7 @@ def create_server(
         website_url="https://fal.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
-        extensions=[tasks],
+        extensions=[tasks, view_extension(settings)],
         tools=[spec.tool() for spec in ALL_TOOLS],
     )
     register_model_resources(server)
