@@ -31,6 +31,11 @@ def success(
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 model`, `2 models`: the count and its noun, in the right number (nouns here take an -s)."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def failure(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
