@@ -48,6 +48,18 @@ def costs(tools: list[dict[str, Any]], instructions: str | None) -> dict[str, An
     }
 
 
+def readme_table(measured: dict[str, Any]) -> str:
+    """The README's table of what each tool costs (`tests/test_readme.py` checks the README holds exactly this)."""
+    lines = ["| tool | model-facing | whole entry |", "|---|---|---|"]
+    lines += [
+        f"| `{name}` | {cost['model_facing']:,} | {cost['whole']:,} |" for name, cost in measured["tools"].items()
+    ]
+    lines.append(
+        f"| all {len(measured['tools'])} tools | **{measured['model_facing']:,}** | **{measured['tool_list']:,}** |"
+    )
+    return "\n".join(lines)
+
+
 async def measure() -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -93,6 +105,7 @@ def run(quick: bool) -> rig.Report:
         ),
     ]
     notes = ["tokens are characters / 4 of compact JSON, as a client receives it over stdio"]
+    notes.append("for the README:\n" + readme_table(measured))
     return rig.Report("context", "Context: what the tool list costs a model", rows, targets, notes, extra=measured)
 
 
