@@ -581,7 +581,14 @@ async def test_an_echoed_argument_never_shows_a_key(sandbox: SandboxServer, fake
                 "run-model", {"endpoint_id": FLUX, "input": {}, "hint": f"my key {SANDBOX_KEY}", SANDBOX_KEY: 1}
             )
         )
+        long_name = "x" * 31 + SANDBOX_KEY  # cut short in the message, inside the secret: it must go before the cut
+        cut = one_sentence(await client.call_tool("get-status", {"request_id": "r", long_name: 1}))
+        many = one_sentence(
+            await client.call_tool("cancel", {"request_id": "r", **{f"extra{i}": i for i in range(40)}})
+        )
     assert SANDBOX_KEY not in text and "[REDACTED]" in text, text
+    assert SANDBOX_KEY[:10] not in cut, cut
+    assert "'extra4' and 35 more" in many and "extra5" not in many, many
 
 
 async def test_no_message_says_none(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:

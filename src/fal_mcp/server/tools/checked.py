@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 INPUT = "input"
 INPUT_ACCEPTS = 'the model\'s input as a JSON object such as {"prompt": "a red fox"}, or that object as JSON text'
 SHOWN_CHARS = 60
+UNKNOWN_SHOWN = 5
 
 
 class ArgumentsRefused(ValueError):
@@ -71,10 +72,13 @@ class CheckedTool(Tool):
 
 
 def _unknown(names: list[str], valid: list[str]) -> str:
-    listed = ", ".join(repr(name) for name in names)
+    shown = [_cut(redactor.scrub(repr(name))) for name in names[:UNKNOWN_SHOWN]]
+    listed = ", ".join(shown) + (f" and {len(names) - UNKNOWN_SHOWN} more" if len(names) > UNKNOWN_SHOWN else "")
     noun = "argument" if len(names) == 1 else "arguments"
     inside = (
-        f" A model's own fields go inside input, e.g. input={{{json.dumps(names[0])}: ...}}." if INPUT in valid else ""
+        f" A model's own fields go inside input, e.g. input={{{_cut(redactor.scrub(json.dumps(names[0])))}: ...}}."
+        if INPUT in valid
+        else ""
     )
     return f"unknown {noun} {listed}.{inside} Valid arguments: {', '.join(valid)}."
 
@@ -141,5 +145,8 @@ def _bounds(schema: dict[str, Any], low: str, high: str, unit: str) -> str:
 
 def _shown(value: Any) -> str:
     """What the caller sent, as JSON, cut short (the whole message is scrubbed of keys in `run`)."""
-    text = redactor.scrub(json.dumps(value, ensure_ascii=False, default=str))  # before cutting a key in two
+    return _cut(redactor.scrub(json.dumps(value, ensure_ascii=False, default=str)))  # before cutting a key in two
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
