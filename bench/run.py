@@ -9,6 +9,7 @@
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
 - history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
+- context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
 draws the figures a picture reads better for into `docs/benchmarks.png` (or PATH). `--quick` makes every
@@ -29,6 +30,7 @@ from typing import Any
 
 import chart
 import cold_start
+import context_cost
 import history
 import long_jobs
 import memory
@@ -45,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "long_jobs": long_jobs.run,
     "requests_per_job": requests_per_job.run,
     "history": history.run,
+    "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
 
