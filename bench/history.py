@@ -26,7 +26,8 @@ from typing import Any
 import anyio
 
 import rig
-from fal_mcp.jobs.history import ACTIVE_STATES, FILE_NAME, History, Retention
+from fal_mcp.store.history import History
+from fal_mcp.store.records import ACTIVE_STATES, FILE_NAME, Retention
 
 ROWS = 1_000_000
 QUICK_ROWS = 20_000
@@ -121,7 +122,7 @@ async def timings(history: History, filters: dict[str, Any], runs: int) -> list[
 async def while_pruning(path: Path, rows: int, runs: int) -> tuple[list[float], int, float]:
     """The unfiltered listing while an upkeep pass prunes 10 % of the partition in another thread (as the history's
     own background thread does, here started by hand to know when it ends)."""
-    history = History(path, Retention(max_age_s=None, max_rows=rows - rows // 10), background=False)
+    history = History.open(path.parent, Retention(max_age_s=None, max_rows=rows - rows // 10))
     pruned: list[int] = []
     took: list[float] = []
 
@@ -152,7 +153,7 @@ def run(quick: bool) -> rig.Report:
         path = Path(folder) / FILE_NAME
         filled_s = fill(path, rows)
         size_mb = path.stat().st_size / 2**20
-        history = History(path, Retention(max_age_s=None, max_rows=None), background=False)
+        history = History.open(path.parent, Retention(max_age_s=None, max_rows=None))
         try:
             measured = {name: anyio.run(timings, history, filters, runs) for name, filters in FILTERS.items()}
         finally:

@@ -20,10 +20,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One request history for the whole session (every test's requests land in it, as in real use), set before
-    any server starts, so no test ever writes into the developer's own state directory."""
+    """One store per test module (every test's requests land in it, as in real use), set before any server starts,
+    so no test ever writes into the developer's own state directory. Per module, not per session: the guards'
+    counts live in the store too, and one module's runs must not spend another's submits per minute."""
     path = str(tmp_path_factory.mktemp("state"))
     previous = os.environ.get("FAL_MCP_STATE_DIR")
     os.environ["FAL_MCP_STATE_DIR"] = path

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fal_mcp.jobs.history import FILE_NAME, History
+from fal_mcp.store.history import History
+from fal_mcp.store.records import FILE_NAME
 from fal_mcp.web.serving import bind_socket
 
 HEAVY_AT_START = (

@@ -77,6 +77,21 @@ class Settings(BaseSettings):
         default=100_000, ge=0, description="per key: the newest rows kept, active and UNKNOWN ones aside (0: all)"
     )
 
+    # the shared store of several replicas
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://...: history, limits, tasks and deliveries shared by every replica"
+    )
+    state_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="seals multi-round-trip request state identically on every replica (at least 32 characters)",
+    )
+
+    @field_validator("database_url", "state_secret", mode="before")
+    @classmethod
+    def _blank_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("run_url", "queue_url", "api_url", "rest_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

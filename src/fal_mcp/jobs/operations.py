@@ -29,12 +29,12 @@ from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, r
 from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
-from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 from fal_mcp.jobs.preflight import prepare_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
 from fal_mcp.jobs.uploads import RootsSource
 from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow
+from fal_mcp.store.records import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 
 logger = logging.getLogger(__name__)
 
@@ -286,10 +286,10 @@ class Operations:
         try:
             status = await asking
         except FalNotFoundError:
-            self.state.guards.ended(self.caller.partition, request_id)
+            await self.state.guards.ended(self.caller.partition, request_id)
             raise
         if status.is_terminal:
-            self.state.guards.ended(self.caller.partition, request_id)
+            await self.state.guards.ended(self.caller.partition, request_id)
         return status
 
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
@@ -321,7 +321,7 @@ class Operations:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
-        self.state.guards.ended(self.caller.partition, request_id)
+        await self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
             await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)

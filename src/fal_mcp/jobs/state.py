@@ -1,6 +1,6 @@
 """What the server opens once per process, and who is calling.
 
-`AppState` is what the MCP lifespan yields: the settings and the one fal connection pool. `Caller` is the
+`AppState` is what the MCP lifespan yields: the settings, the one fal connection pool and the store. `Caller` is the
 identity a tool call acts as: the `FalClient` view that pays for it and the partition its records live in.
 A partition is a hash of the key, never the key itself, so records of one key are never shown to another.
 """
@@ -18,8 +18,9 @@ from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.storage import FalStorage
 from fal_mcp.jobs.catalog import ModelCatalog
 from fal_mcp.jobs.guards import Guards
-from fal_mcp.jobs.history import History
 from fal_mcp.settings import Settings
+from fal_mcp.store.history import History
+from fal_mcp.store.opening import Store
 
 IDENTITY_SCOPE_KEY = "fal_mcp.identity"
 """Where the HTTP gate leaves the `Identity` it accepted, in the ASGI scope of each request."""
@@ -60,7 +61,9 @@ class AppState:
 
     settings: Settings
     fal: FalClient
-    history: History
+    store: Store
+    """Everything kept: the history, the guards' counts, tasks, webhook deliveries (SQLite or PostgreSQL)."""
+    history: History = field(init=False)
     guards: Guards = field(init=False)
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
     """What fal's platform API says about models (schemas, prices), cached."""
@@ -68,7 +71,8 @@ class AppState:
     """Uploads to fal's storage (CDN tokens cached per key)."""
 
     def __post_init__(self) -> None:
-        self.guards = Guards.from_settings(self.settings)
+        self.history = self.store.history
+        self.guards = Guards.from_settings(self.settings, self.store.counters)
 
     def caller_for(self, key: SecretStr | None) -> Caller:
         """The server's own key pays when `key` is None; else `key`, over the same connection pool."""

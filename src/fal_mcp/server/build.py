@@ -17,8 +17,6 @@ from mcp.server import MCPServer
 from fal_mcp import __version__
 from fal_mcp.fal.client import FalClient
 from fal_mcp.jobs.catalog import ModelCatalog
-from fal_mcp.jobs.history import Retention, resolve_state_dir
-from fal_mcp.jobs.history import opened as opened_history
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
 from fal_mcp.server.prompts import register_prompts
@@ -28,6 +26,7 @@ from fal_mcp.server.tools.history import REQUEST_URI, request_resource
 from fal_mcp.server.tools.models import SCHEMA_RESOURCE, register_model_resources
 from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
+from fal_mcp.store.opening import opened as opened_store
 
 INSTRUCTIONS = (
     "Runs fal.ai generative models (image, video, audio, text). search-models finds one, get-model-schema "
@@ -49,10 +48,10 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        with opened_history(resolve_state_dir(settings.state_dir), Retention.from_settings(settings)) as history:
+        with opened_store(settings) as store:
             async with FalClient.open(settings, transport=transport) as fal, anyio.create_task_group() as background:
                 state = AppState(
-                    settings=settings, fal=fal, history=history, catalog=ModelCatalog(settings.models_cache_ttl_s)
+                    settings=settings, fal=fal, store=store, catalog=ModelCatalog(settings.models_cache_ttl_s)
                 )
                 tasks.attach(background)
                 slot.state = state

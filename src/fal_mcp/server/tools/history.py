@@ -13,12 +13,12 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from fal_mcp.jobs.history import ACTIVE_STATES, RequestRecord
 from fal_mcp.jobs.results import ToolOutput
 from fal_mcp.server.replies import counted, success
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.queue import operations
 from fal_mcp.server.tools.spec import ToolSpec
+from fal_mcp.store.records import ACTIVE_STATES, RequestRecord
 
 REQUEST_URI = "fal://requests/{request_id}"
 

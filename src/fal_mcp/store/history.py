@@ -1,0 +1,437 @@
+"""The request history: every request fal-mcp sends to fal, kept so that no restart, and no other replica, loses one.
+
+A row is written *before* a submit goes out (state `SUBMITTING`) and completed when fal answers with the request
+id, so even a crash between the two leaves a trace that a billed request may exist. Rows hold the endpoint,
+request id, times, last known state, error, output media URLs, and a digest of the input: a hash of the whole
+input plus a summary with large inline data elided (a 5 MB data URI becomes a one-line note, never stored).
+
+The rows live in the store's database (`store.database`): a SQLite file several processes of one host share, or
+PostgreSQL shared by every replica. Rows are partitioned by a hash of the fal key (`state.partition_of`): a process
+serving several keys never shows one key's requests to another. With SQLite, writes never fail a tool call: a
+broken history is logged and the fal request goes on; one that cannot be opened says why (`History.problem`). With
+PostgreSQL the history is the replicas' shared memory: a request is not sent when its row cannot be written first,
+and a read that cannot reach the database says so (`StoreUnavailable`); a later state that cannot be written is
+logged (the request's row, with its id, is already there).
+
+It scales and it stays small:
+- **Every filter of `list-requests` reads O(limit) rows**, through an index that leads with the partition and
+  ends with the creation time: one for all rows, one per state, one per endpoint, one per endpoint and state.
+  Several states (`active`) or an endpoint prefix (the models under `fal-ai/flux`) become one small covered query
+  per state and endpoint, merged here; the endpoints under a prefix are found by stepping through the endpoint
+  index (one lookup per endpoint, never a scan).
+- **Retention** (`Retention`): rows older than `max_age_s` go, whatever their state (nothing bills or keeps a
+  result at fal for weeks), and a partition keeps its newest `max_rows` rows; the row cap never takes a request that
+  may still be billing (active, or `UNKNOWN`), only the age does. `upkeep` prunes in small batches that let calls'
+  statements through between them; the store runs it in a thread of its own (`store.opening`).
+- **A submit whose process died** (killed between send and answer) would stay `SUBMITTING` forever. On each upkeep
+  pass such a row is settled to `UNKNOWN` (and so listed with the lost submits) once its owning process is known to
+  be gone (`store.owners`: on this host by asking the system, on another by its silent heartbeat). A row whose
+  owner cannot be checked at all (a file from an older version) is settled once it is older than `STALE_SUBMIT_S`;
+  if its process was alive after all, fal's answer still lands on the row and replaces the `UNKNOWN`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fal_mcp.store import owners
+from fal_mcp.store.database import Database, Link, StoreUnavailable
+from fal_mcp.store.records import (
+    FILE_NAME,
+    KEPT_STATES,
+    SUBMITTING,
+    UNKNOWN,
+    RequestRecord,
+    Retention,
+    input_digest,
+    media_urls,
+    summarize_input,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_UNCHANGED_TRACKED = 1024
+"""How many requests' last written state `observe` keeps, to skip writing a state that did not change."""
+STALE_SUBMIT_S = 3600.0
+"""A `SUBMITTING` row whose owner cannot be checked is settled to `UNKNOWN` after this long (a sync run may take
+`FAL_MCP_RUN_TIMEOUT_S`, 600 s by default, before fal answers)."""
+PRUNE_BATCH = 200
+"""Rows deleted per statement; between batches other statements get the connection."""
+PRUNE_PAUSE_S = 0.005
+MAX_RANGES = 64
+"""The most index ranges (endpoints x states) one listing merges; a prefix covering more models is read newest
+first through the partition's index instead (its rows are then plentiful)."""
+LOST_SUBMIT = (
+    "fal-mcp stopped before fal answered this request, so whether fal queued (and billed) it is unknown; "
+    "fal's dashboard has the truth"
+)
+
+_T = TypeVar("_T")
+
+
+class History:
+    """The request history over a store database; `database` None means the history is off (or could not open,
+    and `problem` says why)."""
+
+    def __init__(
+        self, database: Database | None, retention: Retention | None = None, *, problem: str | None = None
+    ) -> None:
+        self.database = database
+        self.retention = retention if retention is not None else Retention()
+        self.problem = problem
+        """Why the history is off although a place was configured for it (the file, and what went wrong)."""
+        self._strict = database is not None and database.shared_across_hosts
+        self._written: OrderedDict[tuple[str, str], tuple[str, str | None, str | None]] = OrderedDict()
+        self._owned = False
+        self._stopping = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.database is not None
+
+    @classmethod
+    def open(cls, state_dir: Path | None, retention: Retention | None = None) -> History:
+        """A history of its own on `state_dir`'s SQLite file (closing it closes the file); for tools and tests."""
+        from fal_mcp.store.sqlite import SqliteDatabase
+
+        if state_dir is None:
+            return cls(None, retention)
+        history = cls(SqliteDatabase(state_dir / FILE_NAME), retention)
+        history._owned = True
+        return history
+
+    def close(self) -> None:
+        """Stop any upkeep pass at its next batch; close the database if this history opened it."""
+        self._stopping = True
+        if self._owned and self.database is not None:
+            self.database.close()
+
+    async def _read(self, work: Callable[[Link], _T], default: _T) -> _T:
+        """Run `work`; a failing history logs and returns `default`, unless it is shared (PostgreSQL): then the
+        caller hears why (`StoreUnavailable`)."""
+        if self.database is None:
+            return default
+        try:
+            return await self.database.run(work)
+        except StoreUnavailable as exc:
+            if self._strict:
+                raise
+            logger.warning("request history: %s", exc)
+            return default
+
+    async def _write(self, work: Callable[[Link], _T], default: _T) -> _T:
+        """Run `work`; a failing history logs and returns `default` (the request it records goes on)."""
+        if self.database is None:
+            return default
+        try:
+            return await self.database.run(work)
+        except StoreUnavailable as exc:
+            logger.warning("request history: %s", exc)
+            return default
+
+    def _blocking(self, work: Callable[[Link], _T], default: _T) -> _T:
+        if self.database is None:
+            return default
+        return self.database.run_blocking(work)
+
+    # -- upkeep ---------------------------------------------------------------------------------------
+
+    def settle_lost_submits(self, now: float | None = None) -> int:
+        """Settle the `SUBMITTING` rows of processes that are gone (at open, and on each upkeep pass)."""
+        now = time.time() if now is None else now
+        return self._blocking(lambda db: _settle_lost_submits(db, now), 0)
+
+    def upkeep(self, now: float | None = None) -> int:
+        """One pass: settle the lost submits, then prune every partition as `retention` says. Returns the rows
+        deleted. Each statement takes a connection briefly, so calls go on meanwhile."""
+        now = time.time() if now is None else now
+        self.settle_lost_submits(now)
+        deleted = 0
+        for partition in self._blocking(lambda db: list(_partitions(db)), []):
+            prunable = functools.partial(_prunable, partition=partition, retention=self.retention, now=now)
+            for range_ in self._blocking(prunable, []):
+                while not self._stopping:
+                    gone = self._blocking(functools.partial(_delete_batch, partition=partition, range_=range_), 0)
+                    deleted += gone
+                    if gone < PRUNE_BATCH:
+                        break
+                    time.sleep(PRUNE_PAUSE_S)  # let a waiting call's statement take the connection
+        if deleted:
+            logger.info("request history: pruned %d rows", deleted)
+        return deleted
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def begin(self, partition: str, endpoint_id: str, payload: Any, origin: str) -> int | None:
+        """Note a request about to be sent; returns the row to complete once fal answers. A shared history that
+        cannot be written raises `StoreUnavailable`: then nothing may be sent."""
+        now = time.time()
+        digest, summary = input_digest(payload), json.dumps(summarize_input(payload), ensure_ascii=False)
+
+        def insert(db: Link) -> int | None:
+            row = db.execute(
+                "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
+                " input_summary, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owners.owner()),
+            ).fetchone()
+            return int(row[0]) if row is not None else None
+
+        return await self._read(insert, None)
+
+    async def sent(self, row: int | None, request_id: str | None, state: str, **outcome: Any) -> None:
+        """fal answered the submit (or run): attach its request id and state."""
+        if row is None:
+            return
+        error, error_type, urls = outcome.get("error"), outcome.get("error_type"), outcome.get("media_urls")
+        now = time.time()
+
+        def update(db: Link) -> None:
+            db.execute(
+                "UPDATE requests SET request_id = ?, state = ?, updated_at = ?, error = ?, error_type = ?,"
+                " media_urls = COALESCE(?, media_urls) WHERE id = ?",
+                (request_id, state, now, error, error_type, json.dumps(urls) if urls is not None else None, row),
+            )
+
+        await self._write(update, None)
+
+    async def discard(self, row: int | None) -> None:
+        """fal refused the request outright: nothing exists at fal, so nothing is kept."""
+        if row is None:
+            return
+        await self._write(lambda db: db.execute("DELETE FROM requests WHERE id = ?", (row,)), None)
+
+    async def observe(
+        self,
+        partition: str,
+        request_id: str,
+        state: str,
+        *,
+        error: str | None = None,
+        error_type: str | None = None,
+        output: Any = None,
+    ) -> None:
+        """A later state of a known request (unknown ids are not ours and are ignored).
+
+        Seeing again what this process last wrote for the request writes nothing, so polling a job's status
+        costs no write per poll; `updated_at` is when the state last changed.
+        """
+        key, seen = (partition, request_id), (state, error, error_type)
+        if output is None and self._written.get(key) == seen:
+            self._written.move_to_end(key)
+            return
+        now = time.time()
+        urls = json.dumps(media_urls(output)) if output is not None else None
+
+        def update(db: Link) -> bool:
+            db.execute(
+                "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
+                " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
+                " WHERE partition = ? AND request_id = ?",
+                (state, now, error, error_type, urls, partition, request_id),
+            )
+            return True
+
+        if await self._write(update, False):
+            self._written[key] = seen
+            self._written.move_to_end(key)
+            if len(self._written) > MAX_UNCHANGED_TRACKED:
+                self._written.popitem(last=False)
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def get(self, partition: str, request_id: str) -> RequestRecord | None:
+        def select(db: Link) -> RequestRecord | None:
+            row = db.execute(f"{_SELECT} WHERE partition = ? AND request_id = ?", (partition, request_id)).fetchone()
+            return _record(row) if row is not None else None
+
+        return await self._read(select, None)
+
+    async def recent(
+        self, partition: str, *, states: tuple[str, ...] = (), endpoint_prefix: str | None = None, limit: int = 20
+    ) -> list[RequestRecord]:
+        """Newest first, optionally only some states and the endpoints under a prefix; O(limit) rows read."""
+
+        def select(db: Link) -> list[RequestRecord]:
+            newest: list[tuple[float, int]] = []
+            for sql, args in listing_queries(db, partition, states, endpoint_prefix, limit):
+                newest += [(float(at), int(row_id)) for at, row_id in db.execute(sql, args).fetchall()]
+            ids = [row_id for _, row_id in sorted(newest, reverse=True)[:limit]]
+            if not ids:
+                return []
+            rows = db.execute(f"{_SELECT_ID} WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+            by_id = {row[0]: row[1:] for row in rows}
+            return [_record(by_id[row_id]) for row_id in ids if row_id in by_id]
+
+        return await self._read(select, [])
+
+
+# -- the SQL, kept to plain statements (each one index range) -------------------------------------------------
+
+
+def listing_queries(
+    db: Link, partition: str, states: Iterable[str], endpoint_prefix: str | None, limit: int
+) -> list[tuple[str, list[Any]]]:
+    """The statements that list a partition's newest `limit` rows of some states and endpoints: each returns
+    `(created_at, id)` pairs newest first from one index range (the caller merges them)."""
+    wanted_states: list[str | None] = list(dict.fromkeys(states)) or [None]
+    endpoints: list[str | None] = [None]
+    prefix = endpoint_prefix.rstrip("/") if endpoint_prefix else None
+    if prefix:
+        endpoints = list(_endpoints_under(db, partition, prefix, MAX_RANGES // len(wanted_states) + 1))
+        if len(endpoints) * len(wanted_states) > MAX_RANGES:  # a broad prefix: its rows are plentiful, read them
+            sql = (
+                "SELECT created_at, id FROM requests WHERE partition = ?"
+                " AND (endpoint_id = ? OR (endpoint_id >= ? AND endpoint_id < ?))"
+            )
+            args: list[Any] = [partition, prefix, prefix + "/", prefix + "0"]  # '0' follows '/'
+            if states:
+                sql += f" AND state IN ({', '.join('?' * len(wanted_states))})"
+                args += wanted_states
+            return [(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit])]
+    queries: list[tuple[str, list[Any]]] = []
+    for endpoint in endpoints:
+        for state in wanted_states:
+            sql, args = "SELECT created_at, id FROM requests WHERE partition = ?", [partition]
+            if endpoint is not None:
+                sql, args = sql + " AND endpoint_id = ?", [*args, endpoint]
+            if state is not None:
+                sql, args = sql + " AND state = ?", [*args, state]
+            queries.append((sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]))
+    return queries
+
+
+def _endpoints_under(db: Link, partition: str, prefix: str, most: int) -> list[str]:
+    """The endpoint ids of a partition that are `prefix` or below it (`prefix/...`), at most `most` of them, found
+    by stepping through the endpoint index one distinct id at a time."""
+    found = [prefix] if db.execute(_ENDPOINT_EXISTS, (partition, prefix)).fetchone() else []
+    after, before = prefix + "/", prefix + "0"
+    row = db.execute(_FIRST_ENDPOINT_FROM, (partition, after, before)).fetchone()
+    while row is not None and len(found) < most:
+        found.append(row[0])
+        row = db.execute(_NEXT_ENDPOINT_AFTER, (partition, row[0], before)).fetchone()
+    return found
+
+
+_ENDPOINT_EXISTS = "SELECT 1 FROM requests WHERE partition = ? AND endpoint_id = ? LIMIT 1"
+_FIRST_ENDPOINT_FROM = (
+    "SELECT endpoint_id FROM requests WHERE partition = ? AND endpoint_id >= ? AND endpoint_id < ?"
+    " ORDER BY endpoint_id LIMIT 1"
+)
+_NEXT_ENDPOINT_AFTER = (
+    "SELECT endpoint_id FROM requests WHERE partition = ? AND endpoint_id > ? AND endpoint_id < ?"
+    " ORDER BY endpoint_id LIMIT 1"
+)
+
+
+def _settle_lost_submits(db: Link, now: float) -> int:
+    """`SUBMITTING` rows whose process is gone (or that are older than `STALE_SUBMIT_S`) become `UNKNOWN`."""
+    rows = db.execute("SELECT id, owner, created_at FROM requests WHERE state = 'SUBMITTING'").fetchall()
+    dead = owners.gone(db, (owner for _, owner, _ in rows), now)
+    lost = [row_id for row_id, owner, created in rows if created < now - STALE_SUBMIT_S or owner in dead]
+    for row_id in lost:
+        db.execute(
+            "UPDATE requests SET state = ?, updated_at = ?, error = ? WHERE id = ? AND state = 'SUBMITTING'",
+            (UNKNOWN, now, LOST_SUBMIT, row_id),
+        )
+    if lost:
+        logger.warning("request history: %d request(s) whose process stopped mid-send are now UNKNOWN", len(lost))
+    return len(lost)
+
+
+def _distinct(db: Link, first: str, following: str, *args: Any) -> Generator[str]:
+    """Distinct values of an indexed column, one index lookup each (`following` takes the previous value last)."""
+    row = db.execute(first, args).fetchone()
+    while row is not None:
+        yield row[0]
+        row = db.execute(following, (*args, row[0])).fetchone()
+
+
+def _partitions(db: Link) -> Generator[str]:
+    return _distinct(
+        db,
+        "SELECT partition FROM requests ORDER BY partition LIMIT 1",
+        "SELECT partition FROM requests WHERE partition > ? ORDER BY partition LIMIT 1",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PruneRange:
+    """Rows of a partition older than `before`: of one `state`, or of any state when it is None."""
+
+    before: float
+    state: str | None = None
+
+
+def _prunable(db: Link, partition: str, retention: Retention, now: float) -> list[_PruneRange]:
+    """What retention takes from a partition: everything past the age limit, and the rows past the row cap that
+    cannot be billing any more (a state other than active or `UNKNOWN`)."""
+    ranges: list[_PruneRange] = []
+    if retention.max_age_s is not None:
+        ranges.append(_PruneRange(now - retention.max_age_s))
+    if retention.max_rows is not None:
+        last_kept = db.execute(
+            "SELECT created_at FROM requests WHERE partition = ? ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+            (partition, retention.max_rows - 1),
+        ).fetchone()
+        if last_kept is not None:
+            states = _distinct(
+                db,
+                "SELECT state FROM requests WHERE partition = ? ORDER BY state LIMIT 1",
+                "SELECT state FROM requests WHERE partition = ? AND state > ? ORDER BY state LIMIT 1",
+                partition,
+            )
+            ranges += [_PruneRange(last_kept[0], state) for state in list(states) if state not in KEPT_STATES]
+    return ranges
+
+
+def _delete_batch(db: Link, partition: str, range_: _PruneRange) -> int:
+    """Delete up to `PRUNE_BATCH` rows of a prune range, oldest first; returns how many went."""
+    if range_.state is None:
+        select = "SELECT id FROM requests WHERE partition = ? AND created_at < ? ORDER BY created_at LIMIT ?"
+        args: tuple[Any, ...] = (partition, range_.before, PRUNE_BATCH)
+    else:
+        select = (
+            "SELECT id FROM requests WHERE partition = ? AND state = ? AND created_at < ? ORDER BY created_at LIMIT ?"
+        )
+        args = (partition, range_.state, range_.before, PRUNE_BATCH)
+    return db.execute(f"DELETE FROM requests WHERE id IN ({select})", args).rowcount
+
+
+_COLUMNS = (
+    "request_id, endpoint_id, state, created_at, updated_at, origin, error, error_type, media_urls,"
+    " input_digest, input_summary"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM requests"
+_SELECT_ID = f"SELECT id, {_COLUMNS} FROM requests"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _record(row: tuple[Any, ...]) -> RequestRecord:
+    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary = row
+    with contextlib.suppress(json.JSONDecodeError):
+        summary = json.loads(summary)
+    return RequestRecord(
+        request_id=request_id,
+        endpoint_id=endpoint_id,
+        state=state,
+        submitted_at=_iso(created),
+        updated_at=_iso(updated),
+        origin=origin,
+        error=error,
+        error_type=error_type,
+        media_urls=json.loads(urls or "[]"),
+        input_digest=digest,
+        input_summary=summary,
+    )
