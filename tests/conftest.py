@@ -10,6 +10,7 @@ import pytest
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.settings import Settings
+from tests.postgres import Cluster, running_cluster
 
 OTHER_KEY = "other-key-id:other-key-secret-0123456789"
 """A second valid sandbox key, for tests about two callers."""
@@ -92,3 +93,20 @@ def env_for(sandbox: SandboxServer, *, key: str | None = SANDBOX_KEY, **extra: s
     if key is not None:
         env["FAL_KEY"] = key
     return env
+
+
+# -- a real PostgreSQL server for the whole session (tests/postgres.py) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with running_cluster() as found:
+        if isinstance(found, str):
+            pytest.skip(found)
+        yield found
+
+
+@pytest.fixture(scope="module")
+def database_url(cluster: Cluster) -> str:
+    """A fresh PostgreSQL database for one test module."""
+    return cluster.url(cluster.create_database())

@@ -150,7 +150,7 @@ class _Run:
 
     async def watch_cancel(self, signals_listen: Any, subscribed: Any) -> None:
         """Cancel the run when another replica asks for it (notified, or found by polling)."""
-        signals_listen()
+        await signals_listen()
         with subscribed(f"cancel:{self.row.task_id}") as waiter:
             while True:
                 try:

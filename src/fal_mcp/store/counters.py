@@ -65,11 +65,11 @@ class Counters:
         self.database = database
 
     async def admit(self, partition: str, limits: Limits) -> Admitted | Full:
-        now = time.time()
         token = uuid.uuid4().hex if limits.running else None
 
         def admit(db: Link) -> Admitted | Full:
             with db.transaction(lock=f"guards:{partition}"):
+                now = time.time()  # once the lock is held: another admission may have gone first
                 if limits.per_minute:
                     db.execute("DELETE FROM guard_starts WHERE partition = ? AND at <= ?", (partition, now - WINDOW_S))
                     count, oldest = db.execute(

@@ -162,8 +162,9 @@ class Database(ABC):
             return str(exc)
         return None
 
-    def listen(self) -> None:  # noqa: B027 - only PostgreSQL hears other processes
-        """Start hearing other processes' notifications, when the backend can (PostgreSQL)."""
+    async def listen(self) -> None:  # noqa: B027 - only PostgreSQL hears other processes
+        """Hear other processes' notifications from now on, when the backend can (PostgreSQL); returns once it does
+        (or, with the database unreachable, after a short wait: the waits' polling covers that)."""
 
     @abstractmethod
     def close(self) -> None: ...

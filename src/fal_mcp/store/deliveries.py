@@ -81,7 +81,7 @@ class Deliveries:
         return await self.database.run(get)
 
     async def wait(self, request_id: str, timeout_s: float) -> Delivery | None:
-        self.database.listen()
+        await self.database.listen()
         deadline = anyio.current_time() + timeout_s
         with self.database.signals.subscribed(topic(request_id)) as waiter:
             while True:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio.to_thread
+
 from fal_mcp.store.database import Cursor, Database, Notices, Signals, StoreUnavailable
 from fal_mcp.store.migrations import SCHEMA, migrate_postgres
 
@@ -39,6 +41,7 @@ WAIT_FOR_CONNECTION_S = 3.0
 """How long a call waits for a connection before it is told the database cannot be reached."""
 CONNECT_TIMEOUT_S = 3
 LISTEN_TICK_S = 1.0
+LISTEN_READY_S = 3.0
 SETTING = "FAL_MCP_DATABASE_URL"
 
 
@@ -112,6 +115,7 @@ class PostgresDatabase(Database):
         self._migrating = threading.Lock()
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         if self._migrated:
@@ -132,11 +136,14 @@ class PostgresDatabase(Database):
         except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
             raise unreachable(exc) from exc
 
-    def listen(self) -> None:
+    async def listen(self) -> None:
         """Hear every replica's notifications, in a thread with a connection of its own (started once)."""
+        if self._listening.is_set():
+            return
         if self._listener is None:
             self._listener = threading.Thread(target=self._listen, name="fal-mcp store listener", daemon=True)
             self._listener.start()
+        await anyio.to_thread.run_sync(self._listening.wait, LISTEN_READY_S)
 
     def _listen(self) -> None:
         import psycopg
@@ -146,11 +153,13 @@ class PostgresDatabase(Database):
             try:
                 with psycopg.connect(self._url, **self._kwargs) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
                     backoff = 0.2
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_TICK_S):
                             self.signals.fire(note.payload)
             except psycopg.Error as exc:
+                self._listening.clear()
                 logger.debug("store listener: %s; reconnecting", exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
