@@ -8,12 +8,14 @@ import logging
 import sys
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from fal_mcp import __version__
 from fal_mcp.logs import configure_logging, redactor
 from fal_mcp.settings import Settings, load
+from fal_mcp.store.opening import startup_problem as store_problem
 from fal_mcp.web.auth import startup_problem
 
 if TYPE_CHECKING:
@@ -85,6 +87,13 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
         )
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """What must never appear in a log line: the key, the state secret, the database's password."""
+    found = [value.get_secret_value() for value in (settings.key, settings.state_secret) if value is not None]
+    password = urlsplit(settings.database_url.get_secret_value()).password if settings.database_url else None
+    return [*found, password] if password else found
+
+
 def serve_stdio(server: MCPServer[Any]) -> None:
     """Serve MCP on stdin/stdout until the client closes them (what desktop clients and IDE agents launch)."""
     server.run("stdio")
@@ -109,13 +118,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"fal-mcp: invalid configuration: {problems}", file=sys.stderr)
         raise SystemExit(2) from None
-    problem = startup_problem(settings)
+    problem = startup_problem(settings) or store_problem(settings)
     if problem is not None:
         print(f"fal-mcp: {problem}", file=sys.stderr)
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
-    if settings.key is not None:
-        redactor.add(settings.key.get_secret_value())
+    for secret in secrets_of(settings):
+        redactor.add(secret)
     if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 

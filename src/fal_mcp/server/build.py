@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 from mcp.server import MCPServer
+from mcp.server.mcpserver import RequestStateSecurity
 
 from fal_mcp import __version__
 from fal_mcp.fal.client import FalClient
@@ -35,6 +36,19 @@ INSTRUCTIONS = (
     "for slow models it returns a request_id after wait_s, to continue with get-result. submit queues without "
     "waiting; get-status, get-result and cancel take that request_id and the same endpoint_id."
 )
+
+
+SERVER_NAME = "fal-mcp"
+"""Also the audience of sealed request state: replicas that share a secret must share this name too."""
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """How multi-round-trip request state (an elicitation's answer on 2026-07-28) is sealed: with
+    `FAL_MCP_STATE_SECRET`, the same on every replica, so the answer may reach any of them; without it, the SDK's key
+    of this process alone (one process, or sticky routing)."""
+    if settings.state_secret is None:
+        return None
+    return RequestStateSecurity(keys=[settings.state_secret.get_secret_value()])
 
 
 def create_server(
@@ -64,7 +78,7 @@ def create_server(
 
     tasks = TasksExtension()
     server: MCPServer[AppState] = MCPServer(
-        "fal-mcp",
+        SERVER_NAME,
         title="fal.ai",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -73,6 +87,7 @@ def create_server(
         log_level=settings.log_level,
         extensions=[tasks, view_extension(settings)],
         tools=[spec.tool() for spec in ALL_TOOLS],
+        request_state_security=request_state_security(settings),
     )
     register_model_resources(server)
     register_prompts(server)

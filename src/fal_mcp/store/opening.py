@@ -124,6 +124,25 @@ def database_url_problem(url: str) -> str | None:
     return None
 
 
+SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """Why the store's settings must not start (said on stderr with exit code 2), or None."""
+    url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+    if not url:
+        return None
+    problem = database_url_problem(url)
+    if problem is not None:
+        return problem
+    if settings.state_secret is None:
+        return (
+            "FAL_MCP_DATABASE_URL serves several replicas, so they need FAL_MCP_STATE_SECRET (the same on each, at "
+            f"least 32 characters) to seal multi-round-trip request state alike; make one with {SECRET_HINT}"
+        )
+    return None
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings describe (see the module docstring); never raises for a database that is down."""
     retention = Retention.from_settings(settings)
