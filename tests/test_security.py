@@ -6,16 +6,18 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from mcp import Client
 
 from fal_mcp.logs import REDACTED, SecretRedactor
-from fal_mcp.sandbox import FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from tests.conftest import OTHER_KEY, env_for
 from tests.harness import connect, http_server
 
@@ -144,3 +146,66 @@ def test_redactor_scrubs_keys_and_their_halves() -> None:
     output = stream.getvalue()
     assert KEY_ID not in output and KEY_SECRET not in output
     assert output.count(REDACTED) >= 4
+
+
+# -- a key pasted anywhere is never echoed back, nor stored ------------------------------------------------------
+
+"""Shaped like a real fal key (`<uuid>:<32 hex>`) and registered nowhere: scrubbed for its shape alone."""
+
+
+# -- made-up bearers register nothing; a key counts once fal has accepted it --------------------------------------
+
+
+# -- the sandbox: webhooks stay on the machine, what it records is bounded, its key is a key -----------------------
+
+
+def test_sandbox_webhooks_reach_loopback_only(trap: str) -> None:
+    """Metadata, private, public and non-http targets are refused, sending nothing; a loopback receiver gets its
+    delivery; with `webhook_path` (callers may be remote) only that path on loopback is served."""
+    refused_targets = [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hook",
+        "http://[fd00::1]/hook",
+        "https://example.com/hook",
+        "file:///etc/passwd",
+    ]
+    for webhook_path in (None, "/webhooks/fal"):
+        Trap.seen.clear()
+        with SandboxServer(FakeFal(time_scale=0.01, webhook_path=webhook_path)) as sandbox:
+            targets = [*refused_targets, f"{trap}/hook", f"{trap}/webhooks/fal"]
+            with httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=10) as http:
+                for target in targets:
+                    submitted = http.post(f"{sandbox.queue_url}/{FLUX}", params={"fal_webhook": target}, json={})
+                    assert submitted.status_code == 200
+            deadline = time.monotonic() + 10
+            while len(sandbox.fake.webhook_deliveries) < len(targets):
+                assert time.monotonic() < deadline, sandbox.fake.webhook_deliveries
+                time.sleep(0.05)
+            outcome = {d.url: (d.status_code, d.error) for d in sandbox.fake.webhook_deliveries}
+        for target in refused_targets:
+            status, error = outcome[target]
+            assert status is None and error is not None and error.startswith("refused")
+        delivered = {seen.split("\n", 1)[0] for seen in Trap.seen}
+        if webhook_path is None:
+            assert delivered == {"POST /hook", "POST /webhooks/fal"}
+        else:
+            assert delivered == {"POST /webhooks/fal"}
+            assert (
+                outcome[f"{trap}/hook"][1]
+                == "refused: this sandbox delivers webhooks only to /webhooks/fal on loopback"
+            )
+
+
+def test_sandbox_keeps_a_bounded_record() -> None:
+    with (
+        SandboxServer(FakeFal(time_scale=0.01, max_recorded=50, max_recorded_body=1000, max_jobs=40)) as sandbox,
+        httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=10) as http,
+    ):
+        for n in range(200):
+            submitted = http.post(f"{sandbox.queue_url}/{FLUX}", json={"prompt": f"{n:04d}" + "x" * 5000})
+            assert submitted.status_code == 200
+        fake = sandbox.fake
+        assert 50 <= len(fake.requests) <= 55 and len(fake.jobs) == 40
+        latest = fake.requests[-1]
+        assert len(latest.body) == 1000 and latest.size > 5000 and latest.body.startswith(b'{"prompt":"0199')
+        assert submitted.json()["request_id"] in fake.jobs
