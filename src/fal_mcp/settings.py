@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         default=10, ge=0, description="seconds in-flight HTTP calls get to finish at shutdown"
     )
+    max_connections: int = Field(default=1000, ge=8, description="HTTP connections open at once")
+    request_read_timeout_s: float = Field(
+        default=30.0, gt=0, description="time a client has to send a request's headers and body"
+    )
 
     # -- models, uploads, previews --
     models_cache_ttl_s: float = Field(
