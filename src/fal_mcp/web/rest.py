@@ -183,7 +183,9 @@ async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
 
 
 def _rest_path(endpoint: EndpointId, request_id: str, tail: str = "") -> str:
-    return f"{PREFIX}{endpoint.base}/requests/{request_id}{tail}"
+    """This server's URL for a request, under the endpoint id the caller submitted to: the queue is addressed by
+    the base id either way, and the id the caller was allowed to submit to passes the allow-list again."""
+    return f"{PREFIX}{endpoint}/requests/{request_id}{tail}"
 
 
 class RestApi:
