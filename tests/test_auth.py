@@ -305,3 +305,43 @@ async def test_byok_caller_with_a_key_fal_rejects_is_told_so(byok_server: HttpSe
     assert rest.status_code == 401 and rest.json()["error"]["fal_status"] == 401  # the caller's own key: its 401
     assert {r.headers.get("authorization") for r in fake.requests} == {f"Key {wrong}"}
     assert "wrong-key-secret" not in byok_server.stderr()
+
+
+# -- sessions: one caller cannot lock the others out ---------------------------------------------------------
+
+
+# -- tokens: each its own partition, unless shared ------------------------------------------------------------
+
+
+async def test_non_http_connections_are_refused_at_the_gate(sandbox: SandboxServer) -> None:
+    """A websocket (or any scope but HTTP) never reaches MCP or REST past the Host and credential checks."""
+    from fal_mcp.settings import Settings
+    from fal_mcp.web.app import create_http_app
+
+    settings = Settings(
+        _env_file=None,  # pyright: ignore[reportCallIssue]
+        transport="http",
+        auth="token",
+        auth_tokens=TOKEN,
+        queue_url=sandbox.queue_url,
+        run_url=sandbox.run_url,
+    )
+    app = create_http_app(settings)
+    reached: list[str] = []
+
+    async def inner(scope: dict[str, object], receive: object, send: object) -> None:
+        reached.append(str(scope["type"]))
+
+    app.mcp = inner  # what would serve the connection if the gate let it through
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/mcp", "headers": [(b"host", b"evil.example")], "query_string": b""}
+    await app(scope, receive, send)
+    assert reached == []
+    assert sent == [{"type": "websocket.close", "code": 1008}]

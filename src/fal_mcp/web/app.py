@@ -7,9 +7,12 @@
         /v1/models/...       the REST surface (with --rest)
         /mcp                 streamable HTTP (the SDK, which checks Host and Origin again)
 
+Anything but HTTP (a websocket, whatever a server in front might pass on) is refused before it reaches anything.
 The gate is plain ASGI, not a `BaseHTTPMiddleware`, so SSE streams pass through untouched. Every refusal has the
-REST surface's JSON error body. The app also takes part in shutdown: once the drain begins, an open standalone
-MCP stream (GET /mcp) is ended cleanly, so the server can stop as soon as the calls in flight are done.
+REST surface's JSON error body. Everything served for a caller runs with its credential registered for scrubbing
+(`redactor.protecting`), so even a key fal has not accepted yet never reaches a log line or an answer. The app
+also takes part in shutdown: once the drain begins, an open standalone MCP stream (GET /mcp) is ended cleanly,
+so the server can stop as soon as the calls in flight are done.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fal_mcp.calls import calls
 from fal_mcp.jobs.state import IDENTITY_SCOPE_KEY, AppState, Identity, StateSlot
+from fal_mcp.logs import redactor
 from fal_mcp.server.build import create_server
 from fal_mcp.settings import Settings
 from fal_mcp.web.auth import AuthPolicy, Unauthorized
@@ -84,6 +88,8 @@ class HttpApp:
             host=settings.host,
             max_request_body_size=settings.max_body_bytes,
         )
+        for token in settings.tokens if settings.auth == "token" else ():
+            redactor.add(token)
         self.rest = (
             RestApi(slot, max_body_bytes=settings.max_body_bytes, sandbox=settings.sandbox) if settings.rest else None
         )
@@ -94,7 +100,7 @@ class HttpApp:
             await self.mcp(scope, self._watch_shutdown(receive), send)
             return
         if scope["type"] != "http":
-            await self.mcp(scope, receive, send)
+            await refuse_other(scope, receive, send)
             return
         path: str = scope["path"]
         if path in HEALTH_PATHS:
@@ -107,19 +113,30 @@ class HttpApp:
             return
         headers = Headers(scope=scope)
         refusal = screen(headers, self.security)
+        identity: Identity | None = None
         if refusal is None:
-            identity = self.policy.authenticate(headers)
-            if isinstance(identity, Unauthorized):
+            authenticated = self.policy.authenticate(headers)
+            if isinstance(authenticated, Unauthorized):
                 refusal = error_response(
-                    401, identity.message, error_type="unauthorized", headers={"WWW-Authenticate": identity.challenge()}
+                    401,
+                    authenticated.message,
+                    error_type="unauthorized",
+                    headers={"WWW-Authenticate": authenticated.challenge()},
                 )
-            elif identity is not None:
+            elif authenticated is not None:
+                identity = authenticated
                 scope = _authenticated(scope, identity)
         if refusal is not None:
             await refusal(scope, receive, send)
-        elif self.rest is not None and path.startswith(PREFIX):
-            await self.rest(scope, receive, send)
-        elif scope["method"] == "GET" and path == MCP_PATH:
+            return
+        with redactor.protecting(identity.key.get_secret_value() if identity and identity.key else None):
+            if self.rest is not None and path.startswith(PREFIX):
+                await self.rest(scope, receive, send)
+            else:
+                await self._mcp(scope, receive, send)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET" and scope["path"] == MCP_PATH:
             await self._stream(scope, receive, send)
         else:
             await self.mcp(scope, receive, send)
@@ -148,6 +165,13 @@ class HttpApp:
             return message
 
         return watched
+
+
+async def refuse_other(scope: Scope, receive: Receive, send: Send) -> None:
+    """Anything but HTTP skips no gate: it is refused (a websocket is closed before it opens: 403 on the wire)."""
+    logger.warning("refused a %r connection: this server speaks HTTP only", scope["type"])
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def create_http_app(settings: Settings) -> HttpApp:

@@ -97,10 +97,18 @@ def error_body(status: int, message: str, *, error_type: str | None = None, **ex
     return {"error": {name: value for name, value in fields.items() if value is not None}}
 
 
+class ScrubbedJSON(JSONResponse):
+    """Every body this surface sends (answers, errors, the gate's refusals) leaves through here, with every key
+    replaced by `[REDACTED]` (what a key is: `fal_mcp.logs`)."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(redactor.scrub_data(content))
+
+
 def error_response(
     status: int, message: str, *, error_type: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message, error_type=error_type, **extra), status, headers=headers)
+    return ScrubbedJSON(error_body(status, message, error_type=error_type, **extra), status, headers=headers)
 
 
 def http_status(error: Exception, *, own_key: bool) -> tuple[int, int | None, str | None]:
@@ -237,9 +245,7 @@ class RestApi:
                 logger.exception("%s failed unexpectedly", action)
             else:
                 logger.info("%s failed: %s", action, exc)
-            message = redactor.scrub(
-                explain(exc, action=action, endpoint=target.endpoint_id, request_id=target.request_id)
-            )
+            message = explain(exc, action=action, endpoint=target.endpoint_id, request_id=target.request_id)
             return self._failure(exc, status, message, fal_status=fal_status, error_type=error_type)
 
     def _failure(
@@ -321,4 +327,4 @@ class RestApi:
     def _answer(self, result: ToolOutput, status: int) -> JSONResponse:
         if self._sandbox:
             result.sandbox = True
-        return JSONResponse(result.structured(), status)
+        return ScrubbedJSON(result.structured(), status)
