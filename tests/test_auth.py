@@ -313,6 +313,47 @@ async def test_byok_caller_with_a_key_fal_rejects_is_told_so(byok_server: HttpSe
 # -- tokens: each its own partition, unless shared ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("partition", ["per-token", "shared"])
+async def test_each_token_sees_only_its_own_requests(
+    partition: str, sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """Two token holders on one server key: by default neither lists, reads or addresses (by id alone) the
+    other's requests; `FAL_MCP_TOKEN_PARTITION=shared` puts them back in one partition."""
+    fake.time_scale = 1.0  # the video stays queued or running
+    env = env_for(
+        sandbox,
+        FAL_MCP_AUTH="token",
+        FAL_MCP_AUTH_TOKENS=f"{TOKEN},{SECOND_TOKEN}",
+        FAL_MCP_TOKEN_PARTITION=partition,
+        FAL_MCP_STATE_DIR=str(tmp_path / "state"),
+    )
+    server = start_http_server(env, tmp_path)
+    try:
+        async with bearer_client(server.url, TOKEN) as alice, bearer_client(server.url, SECOND_TOKEN) as bob:
+            secret_prompt = "the private prompt of alice"
+            mine = structured(
+                await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": secret_prompt}})
+            )
+            rid = mine["request_id"]
+            listed = await bob.call_tool("list-requests", {})
+            by_id = await bob.call_tool("cancel", {"request_id": rid})  # the history resolves a bare id
+            own = structured(await alice.call_tool("list-requests", {}))
+            try:
+                read = str(await bob.read_resource(f"fal://requests/{rid}"))
+            except Exception as exc:
+                read = f"refused: {exc}"
+    finally:
+        server.stop()
+    assert [r["request_id"] for r in own["requests"]] == [rid]
+    if partition == "per-token":
+        assert secret_prompt not in text_of(listed) and rid not in text_of(listed)
+        assert read.startswith("refused") and secret_prompt not in read
+        assert by_id.is_error and not fake.jobs[rid].cancelled
+    else:
+        assert secret_prompt in text_of(listed) and secret_prompt in read
+        assert not by_id.is_error and fake.jobs[rid].cancelled
+
+
 async def test_non_http_connections_are_refused_at_the_gate(sandbox: SandboxServer) -> None:
     """A websocket (or any scope but HTTP) never reaches MCP or REST past the Host and credential checks."""
     from fal_mcp.settings import Settings

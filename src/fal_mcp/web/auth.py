@@ -1,7 +1,8 @@
 """Who may call over HTTP, and whose fal key pays: the three `--auth` modes.
 
 - `token`: the caller sends one of `FAL_MCP_AUTH_TOKENS` as `Authorization: Bearer <token>` (compared in constant
-  time); the server's own `FAL_KEY` pays.
+  time); the server's own `FAL_KEY` pays. Each token has a partition of its own (history, tasks, limits) unless
+  `FAL_MCP_TOKEN_PARTITION=shared`.
 - `fal-key` (bring your own key): the caller sends its fal key as `Authorization: Bearer <key>`, the convention of
   fal's hosted MCP server. The server holds no key; each call pays with the caller's, over the shared pool, and
   what we keep is partitioned by a hash of that key. A bearer is only checked for a key's shape here: whether it
@@ -64,13 +65,18 @@ def bearer(authorization: str | None) -> str | None:
 class AuthPolicy:
     """Decides, from a request's headers, who is calling."""
 
-    def __init__(self, mode: str, tokens: tuple[str, ...] = ()) -> None:
+    def __init__(self, mode: str, tokens: tuple[str, ...] = (), *, token_partitions: bool = True) -> None:
         self.mode = mode
         self._tokens = tuple(_digest(token) for token in tokens)
+        self._token_partitions = token_partitions
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
-        return cls(settings.auth, settings.tokens if settings.auth == "token" else ())
+        return cls(
+            settings.auth,
+            settings.tokens if settings.auth == "token" else (),
+            token_partitions=settings.token_partition == "per-token",
+        )
 
     @property
     def required(self) -> bool:
@@ -95,7 +101,8 @@ class AuthPolicy:
             matched |= hmac.compare_digest(given, token)
         if not matched:
             return Unauthorized("invalid token", invalid=True)
-        return Identity(principal="token:" + given.hex()[:16])
+        partition = hashlib.sha256(b"fal-mcp:token:" + given).hexdigest()[:24] if self._token_partitions else None
+        return Identity(principal="token:" + given.hex()[:16], partition=partition)
 
     def _fal_key(self, credential: str) -> Identity | Unauthorized:
         if not (MIN_KEY_LENGTH <= len(credential) <= MAX_KEY_LENGTH and KEY_CHARACTERS.fullmatch(credential)):

@@ -230,7 +230,7 @@ class RestApi:
             state = self._slot.state
             if state is None:
                 return error_response(503, "the server is starting or stopping; retry shortly", error_type="not_ready")
-            ops = Operations(state=state, caller=state.caller_for(identity.key if identity is not None else None))
+            ops = Operations(state=state, caller=state.caller_for(identity))
             return await self._operate(ops, target, scope, receive)
         except _TooLarge:
             return error_response(
