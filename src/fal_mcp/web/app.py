@@ -5,7 +5,8 @@
     everything else          the gate: Host and Origin against the allow-lists (421 / 403), then credentials
                              (401 with a `WWW-Authenticate: Bearer` challenge), then
         /v1/models/...       the REST surface (with --rest)
-        /mcp                 streamable HTTP (the SDK, which checks Host and Origin again)
+        /mcp                 streamable HTTP (the SDK, which checks Host and Origin again), after the per-caller
+                             session quota (`web.sessions`) for a request that would open a session
 
 Anything but HTTP (a websocket, whatever a server in front might pass on) is refused before it reaches anything.
 The gate is plain ASGI, not a `BaseHTTPMiddleware`, so SSE streams pass through untouched. Every refusal has the
@@ -24,7 +25,10 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.authentication import AuthCredentials
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
@@ -40,6 +44,7 @@ from fal_mcp.web.health import HEALTH_PATHS, health
 from fal_mcp.web.openapi import openapi_document
 from fal_mcp.web.rest import PREFIX, RestApi, error_response
 from fal_mcp.web.serving import MCP_PATH, transport_security
+from fal_mcp.web.sessions import SessionQuota
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +92,17 @@ class HttpApp:
             transport_security=self.security,
             host=settings.host,
             max_request_body_size=settings.max_body_bytes,
+            max_sessions=settings.max_sessions,
+            session_idle_timeout=settings.session_idle_s,
+        )
+        self.sessions = (
+            None
+            if settings.stateless
+            else SessionQuota(
+                total=settings.max_sessions,
+                per_caller=settings.max_sessions_per_caller,
+                idle_s=settings.session_idle_s,
+            )
         )
         for token in settings.tokens if settings.auth == "token" else ():
             redactor.add(token)
@@ -132,6 +148,8 @@ class HttpApp:
         with redactor.protecting(identity.key.get_secret_value() if identity and identity.key else None):
             if self.rest is not None and path.startswith(PREFIX):
                 await self.rest(scope, receive, send)
+            elif self.sessions is not None and path == MCP_PATH:
+                await self._counted(scope, receive, send, headers, identity)
             else:
                 await self._mcp(scope, receive, send)
 
@@ -140,6 +158,62 @@ class HttpApp:
             await self._stream(scope, receive, send)
         else:
             await self.mcp(scope, receive, send)
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, identity: Identity | None
+    ) -> None:
+        """An MCP request of a stateful server, counted against its caller's sessions (`web.sessions`)."""
+        assert self.sessions is not None
+        quota = self.sessions
+        session_id = headers.get(MCP_SESSION_ID_HEADER)
+        answer: dict[str, Any] = {}
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["session"] = Headers(raw=message.get("headers", [])).get(MCP_SESSION_ID_HEADER)
+                if session_id is None and answer["session"] and answer["status"] < 400:
+                    quota.opened(answer["session"], *owner)  # counted from the moment the client holds it
+                    quota.begin(answer["session"])
+            await send(message)
+
+        if session_id is not None:
+            quota.begin(session_id)
+            try:
+                await self._mcp(scope, receive, watched)
+            finally:
+                quota.end(session_id)
+                status = answer.get("status")
+                if status == 404 or (scope["method"] == "DELETE" and status is not None and status < 300):
+                    quota.closed(session_id)
+            return
+        if scope["method"] != "POST" or not _may_open_session(headers):
+            await self._mcp(scope, receive, send)
+            return
+        owner = self._session_owner(scope, identity)
+        refused = quota.admit(*owner)
+        if refused is not None:
+            logger.warning("refused an MCP session: %s", refused.message)
+            await refused.response()(scope, receive, send)
+            return
+        try:
+            await self._mcp(scope, receive, watched)
+        finally:
+            opened = answer.get("session") if answer.get("status", 500) < 400 else None
+            if opened is None:
+                quota.abandoned()
+            else:
+                quota.end(opened)
+
+    def _session_owner(self, scope: Scope, identity: Identity | None) -> tuple[str, str | None]:
+        """Whose session this would be, and the client address it also counts against (made-up keys)."""
+        client = scope.get("client")
+        address = f"address:{client[0] if client else 'unknown'}"
+        if identity is None:
+            return address, None  # --auth none: the address is all there is
+        if identity.key is not None and not redactor.accepted(identity.key.get_secret_value()):
+            return identity.principal, address
+        return identity.principal, None
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A standalone MCP stream, ended cleanly (an empty last chunk) when the drain begins."""
@@ -165,6 +239,12 @@ class HttpApp:
             return message
 
         return watched
+
+
+def _may_open_session(headers: Headers) -> bool:
+    """A legacy-era request (no version header, or a handshake version); 2026-07-28 requests have no sessions."""
+    version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
+    return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 async def refuse_other(scope: Scope, receive: Receive, send: Send) -> None:
