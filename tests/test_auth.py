@@ -397,10 +397,20 @@ async def test_without_auth_sessions_count_per_address(sandbox: SandboxServer, t
             session = {"mcp-session-id": greedy[0].headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
             ended = await first.delete(server.url, headers={**ACCEPT, **session})
             after = await open_session(first, server.url, None)
+        async with from_address("127.0.0.3") as burst:  # all at once: concurrent requests cannot slip past the cap
+            answers: list[int] = []
+
+            async def one() -> None:
+                answers.append((await open_session(burst, server.url, None)).status_code)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(12):
+                    group.start_soon(one)
     finally:
         server.stop()
     assert [r.status_code for r in greedy] == [200, 200, 200, 429] and other.status_code == 200
     assert ended.status_code == 200 and after.status_code == 200
+    assert sorted(answers) == [200] * 3 + [429] * 9
 
 
 # -- tokens: each its own partition, unless shared ------------------------------------------------------------

@@ -201,7 +201,7 @@ class HttpApp:
         finally:
             opened = answer.get("session") if answer.get("status", 500) < 400 else None
             if opened is None:
-                quota.abandoned()
+                quota.abandoned(*owner)
             else:
                 quota.end(opened)
 

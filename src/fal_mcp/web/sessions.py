@@ -53,6 +53,10 @@ class Refusal:
         return Response(json.dumps(body), self.status, headers=headers, media_type="application/json")
 
 
+def _owners(caller: str, address: str | None) -> tuple[str, ...]:
+    return (caller,) if address is None else (caller, address)
+
+
 class SessionQuota:
     """The sessions open per caller, and who may open another."""
 
@@ -75,7 +79,7 @@ class SessionQuota:
     def admit(self, caller: str, address: str | None) -> Refusal | None:
         """May `caller` open one more session? `address` is given when the caller's identity proves nothing.
 
-        On None, one slot is held for it until `opened()` or `abandoned()` is called.
+        On None, one slot is held for it (and counted as its own) until `opened()` or `abandoned()` is called.
         """
         self._reap()
         retry = max(1, round(self.idle_s))
@@ -106,18 +110,18 @@ class SessionQuota:
                 retry,
             )
         self._pending += 1
+        self._held.update(_owners(caller, address))  # counted at once: concurrent requests cannot all slip in
         return None
 
     def opened(self, session_id: str, caller: str, address: str | None) -> None:
         """The SDK opened `session_id` for an admitted request."""
         self._pending -= 1
-        owners = (caller,) if address is None else (caller, address)
-        self._sessions[session_id] = _Session(owners, idle_since=self._clock())
-        self._held.update(owners)
+        self._sessions[session_id] = _Session(_owners(caller, address), idle_since=self._clock())
 
-    def abandoned(self) -> None:
+    def abandoned(self, caller: str, address: str | None) -> None:
         """An admitted request opened no session after all (refused, failed, or a client that went away)."""
         self._pending -= 1
+        self._release(_owners(caller, address))
 
     def begin(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
@@ -134,10 +138,13 @@ class SessionQuota:
         """`session_id` ended (DELETE, or the SDK answered 404 for it)."""
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            self._held.subtract(session.owners)
-            for owner in session.owners:
-                if self._held[owner] <= 0:
-                    del self._held[owner]
+            self._release(session.owners)
+
+    def _release(self, owners: tuple[str, ...]) -> None:
+        self._held.subtract(owners)
+        for owner in owners:
+            if self._held[owner] <= 0:
+                del self._held[owner]
 
     def _reap(self) -> None:
         """Forget sessions idle for longer than the SDK lets them live (it has closed them)."""
