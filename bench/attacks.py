@@ -4,15 +4,18 @@ Three attacks from issue 10, each against a spawned `fal-mcp --transport http --
 their own key, so an attacker needs none) on the fake fal, the attacker a process of its own:
 
 - `random bearers` (item 7): REST calls, each with a new made-up key shaped like a fal key, which fal refuses.
-  10,000 are sent first (over four connections), then the attack goes on over one while the caller is measured. The caller: `get-status` of a
+  10,000 are sent first, as fast as four connections go, then 100 a second while the caller is measured. The caller: `get-status` of a
   completed request over MCP, with its own key.
 - `session flood` (item 8): `initialize` requests from another address, each with a new made-up key, 10,000 first,
-  then on. The caller opens a new MCP session (legacy handshake) for each `get-status`, so it needs one every time.
+  then 100 a second. The caller opens a new MCP session (legacy handshake) for each `get-status`, so it needs one every time.
 - `waiting calls` (item 9): one key submits a slow video job and holds 200 `get-result` calls waiting on it
   (again when it ends). The caller, with another key, submits a fast job.
 
-Each row gives the caller's p50 and p99 alone, then while attacked, and how many of its calls failed (a call gets
-20 s; a phase stops after 60 s). The server runs with the per-key limits off so they measure nothing here, at its
+Two identical servers run side by side on the same fake fal; only one is attacked. The caller calls them in turn,
+ten calls each, so whatever else the machine is doing slows both alike (the attacker's own CPU use too: that is
+the share of the machine an attack takes, not something a server can refuse). Each row gives the caller's p50
+and p99 on the quiet server, then on the attacked one, and how many of its calls failed (a call gets 20 s; the
+run stops after 120 s). The servers run with the per-key limits off so they measure nothing here, at their
 default log level.
 
     python bench/attacks.py [--quick]
@@ -47,8 +50,13 @@ ATTACKS = ("random bearers", "session flood", "waiting calls")
 CALLER_KEY = "caller-key-id-0001:caller-key-secret-0123456789"
 """The legitimate caller of `waiting calls`: another key than the attacker's (the sandbox's own)."""
 VIDEO = "fal-ai/kling-video/v2/master/text-to-video"
+ONGOING_RATE = 100
+"""Requests per second of the bearer and session attacks while the caller is measured (after 10,000 at full speed):
+a steady attack, not a load test; what any request costs is for the proxy's per-client limits."""
 CALL_TIMEOUT_S = 20.0
-PHASE_LIMIT_S = 60.0
+PHASE_LIMIT_S = 120.0
+SLICE = 10
+"""Calls to one server before the caller turns to the other."""
 TARGET_RATIO = 2.0
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -80,27 +88,30 @@ class Outcome:
 
 
 @asynccontextmanager
-async def caller(url: str, key: str, mode: str = "auto") -> AsyncIterator[Any]:
-    """An SDK MCP client over streamable HTTP that pays with `key` (`Authorization: Bearer`)."""
+async def caller(url: str, key: str, mode: str = "auto", connections: int = 100) -> AsyncIterator[Any]:
+    """An SDK MCP client over streamable HTTP that pays with `key` (`Authorization: Bearer`), with at most
+    `connections` calls in flight (its connection pool)."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"Authorization": f"Bearer {key}"}
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http,
+        httpx2.AsyncClient(
+            headers=headers,
+            timeout=httpx2.Timeout(30, read=300),
+            limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
+        ) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # pyright: ignore[reportArgumentType]
     ):
         yield client
 
 
-async def measure(call: Callable[[], Awaitable[None]], count: int) -> Phase:
-    """`count` calls back to back (fewer if the phase runs out of time), each timed."""
-    phase = Phase()
-    stop_at = time.monotonic() + PHASE_LIMIT_S
+async def measure(call: Callable[[], Awaitable[None]], count: int, phase: Phase, stop_at: float) -> None:
+    """`count` calls back to back (fewer once `stop_at` has passed), each timed into `phase`."""
     for _ in range(count):
         if time.monotonic() > stop_at:
-            break
+            return
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT_S):
@@ -109,7 +120,6 @@ async def measure(call: Callable[[], Awaitable[None]], count: int) -> Phase:
             phase.failures += 1
         else:
             phase.latencies_ms.append((time.perf_counter() - started) * 1000)
-    return phase
 
 
 def checked(result: Any) -> None:
@@ -131,8 +141,14 @@ async def attack(name: str, url: str, prime: int, key: str, waits: int) -> dict[
         if not primed.is_set() and sum(sent.values()) >= prime:
             primed.set()
 
+    async def paced() -> None:
+        """After the first wave, one request every 1/ONGOING_RATE s (the caller is measured meanwhile)."""
+        if primed.is_set():
+            await anyio.sleep(1 / ONGOING_RATE)
+
     async def random_bearers(http: httpx.AsyncClient, first_wave_only: bool) -> None:
         while not (first_wave_only and primed.is_set()):
+            await paced()
             bearer = f"{uuid.uuid4()}:{secrets.token_hex(16)}"
             answer = await http.get(
                 f"{base}/v1/models/fal-ai/flux/requests/{uuid.uuid4()}/status",
@@ -142,12 +158,13 @@ async def attack(name: str, url: str, prime: int, key: str, waits: int) -> dict[
 
     async def session_flood(http: httpx.AsyncClient, first_wave_only: bool) -> None:
         while not (first_wave_only and primed.is_set()):
+            await paced()
             bearer = f"flood-{uuid.uuid4().hex}:{secrets.token_hex(16)}"
             answer = await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {bearer}"})
             note(str(answer.status_code))
 
     async def waiting_calls() -> None:
-        async with caller(url, key) as client:
+        async with caller(url, key, connections=waits + 10) as client:  # every wait on a connection of its own
             while True:
                 submitted = await client.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "hold"}})
                 checked(submitted)
@@ -229,48 +246,63 @@ def attacker(name: str, url: str, *, prime: int, key: str, waits: int) -> Iterat
 # -- the three runs ---------------------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def legitimate(name: str, url: str, key: str, request_id: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The legitimate caller's call for `name`, connected (and its key accepted by fal) before any clock starts."""
+    status = {"endpoint_id": rig.FAST, "request_id": request_id}
+    if name == "session flood":  # a new session for every call
+
+        async def new_session() -> None:
+            async with caller(url, key, mode="legacy") as client:
+                checked(await client.call_tool("get-status", status))
+
+        await new_session()
+        yield new_session
+        return
+    async with caller(url, key) as client:
+
+        async def call() -> None:
+            if name == "waiting calls":
+                submitted = {"endpoint_id": rig.FAST, "input": {"prompt": "a legitimate caller"}}
+                checked(await client.call_tool("submit", submitted))
+            else:
+                checked(await client.call_tool("get-status", status))
+
+        await call()
+        yield call
+
+
 async def run_attack(name: str, fake: rig.Sandbox, request_id: str, quick: bool) -> Outcome:
-    calls = {"random bearers": 300, "session flood": 100, "waiting calls": 100}[name] if not quick else 10
+    """Two identical servers; one is attacked. The caller calls them in turn, a slice each, so whatever else the
+    machine is doing slows both alike."""
+    calls = 10 if quick else {"random bearers": 300, "session flood": 100, "waiting calls": 100}[name]
     prime = 300 if quick else 10_000
     waits = 20 if quick else 200
-    status = {"endpoint_id": rig.FAST, "request_id": request_id}
-    with tempfile.TemporaryDirectory() as state_dir:
-        env = rig.server_env(
-            fake, state_dir, FAL_MCP_AUTH="fal-key", FAL_MCP_SUBMITS_PER_MINUTE="0", FAL_MCP_MAX_RUNNING_JOBS="0"
-        )
-        env.pop("FAL_KEY")  # with --auth fal-key the server holds no key
-        with rig.http_process([*rig.fal_mcp_http_command(), "--rest"], env) as server:
-            if name == "session flood":  # a new session for every call
+    key = CALLER_KEY if name == "waiting calls" else fake.key
+    command = [*rig.fal_mcp_http_command(), "--rest"]
+    with tempfile.TemporaryDirectory() as quiet_dir, tempfile.TemporaryDirectory() as attacked_dir:
 
-                async def call() -> None:
-                    async with caller(server.url, fake.key, mode="legacy") as client:
-                        checked(await client.call_tool("get-status", status))
+        def env(state_dir: str) -> dict[str, str]:
+            env = rig.server_env(
+                fake, state_dir, FAL_MCP_AUTH="fal-key", FAL_MCP_SUBMITS_PER_MINUTE="0", FAL_MCP_MAX_RUNNING_JOBS="0"
+            )
+            env.pop("FAL_KEY")  # with --auth fal-key the server holds no key
+            return env
 
-                async def phase(count: int) -> Phase:
-                    return await measure(call, count)
-
-            else:
-                key = CALLER_KEY if name == "waiting calls" else fake.key
-
-                async def phase(count: int) -> Phase:
-                    async with caller(server.url, key) as client:
-                        if name == "waiting calls":
-
-                            async def call() -> None:
-                                submitted = {"endpoint_id": rig.FAST, "input": {"prompt": "a legitimate caller"}}
-                                checked(await client.call_tool("submit", submitted))
-
-                        else:
-
-                            async def call() -> None:
-                                checked(await client.call_tool("get-status", status))
-
-                        await call()  # connected, and its key accepted by fal, before the clock starts
-                        return await measure(call, count)
-
-            quiet = await phase(calls)
-            with attacker(name, server.url, prime=prime, key=fake.key, waits=waits) as sent:
-                attacked = await phase(calls)
+        with (
+            rig.http_process(command, env(quiet_dir)) as quiet_server,
+            rig.http_process(command, env(attacked_dir)) as attacked_server,
+        ):
+            quiet, attacked = Phase(), Phase()
+            async with (
+                legitimate(name, quiet_server.url, key, request_id) as quiet_call,
+                legitimate(name, attacked_server.url, key, request_id) as attacked_call,
+            ):
+                with attacker(name, attacked_server.url, prime=prime, key=fake.key, waits=waits) as sent:
+                    stop_at = time.monotonic() + PHASE_LIMIT_S
+                    for _ in range(0, calls, SLICE):
+                        await measure(quiet_call, SLICE, quiet, stop_at)
+                        await measure(attacked_call, SLICE, attacked, stop_at)
     return Outcome(name, quiet, attacked, sent)
 
 
@@ -313,7 +345,7 @@ def run(quick: bool) -> rig.Report:
         )
     return rig.Report(
         name="attacks",
-        title="Denial of service: a legitimate caller alone, then under attack (fal-mcp --auth fal-key)",
+        title="Denial of service: one caller on a quiet server and, in turn, on an attacked one (--auth fal-key)",
         rows=rows,
         targets=targets,
         notes=[f"load average {os.getloadavg()[0]:.2f} at the end (other work on the machine shows here)"],
