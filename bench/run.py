@@ -8,6 +8,7 @@
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
 - attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
+- context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
 draws the figures a picture reads better for into `docs/benchmarks.png` (or PATH). `--quick` makes every
@@ -29,6 +30,7 @@ from typing import Any
 import attacks
 import chart
 import cold_start
+import context_cost
 import long_jobs
 import memory
 import overhead
@@ -42,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "memory": memory.run,
     "long_jobs": long_jobs.run,
     "attacks": attacks.run,
+    "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
 
