@@ -16,7 +16,7 @@ ten calls each, so whatever else the machine is doing slows both alike (the atta
 the share of the machine an attack takes, not something a server can refuse). Each row gives the caller's p50
 and p99 on the quiet server, then on the attacked one, and how many of its calls failed (a call gets 20 s; the
 run stops after 120 s). The servers run with the per-key limits off so they measure nothing here, at their
-default log level.
+default log level, except for the bearers: at `-v` every request writes a log line, each through the redactor.
 
     python bench/attacks.py [--quick]
 
@@ -279,7 +279,8 @@ async def run_attack(name: str, fake: rig.Sandbox, request_id: str, quick: bool)
     prime = 300 if quick else 10_000
     waits = 20 if quick else 200
     key = CALLER_KEY if name == "waiting calls" else fake.key
-    command = [*rig.fal_mcp_http_command(), "--rest"]
+    # Bearers: at -v, where every request logs a line through the redactor (where made-up keys used to cost).
+    command = [*rig.fal_mcp_http_command(), "--rest", *(["-v"] if name == "random bearers" else [])]
     with tempfile.TemporaryDirectory() as quiet_dir, tempfile.TemporaryDirectory() as attacked_dir:
 
         def env(state_dir: str) -> dict[str, str]:
