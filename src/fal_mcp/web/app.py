@@ -166,6 +166,7 @@ class HttpApp:
         assert self.sessions is not None
         quota = self.sessions
         session_id = headers.get(MCP_SESSION_ID_HEADER)
+        owner = self._session_owner(scope, identity)
         answer: dict[str, Any] = {}
 
         async def watched(message: Message) -> None:
@@ -190,7 +191,6 @@ class HttpApp:
         if scope["method"] != "POST" or not _may_open_session(headers):
             await self._mcp(scope, receive, send)
             return
-        owner = self._session_owner(scope, identity)
         refused = quota.admit(*owner)
         if refused is not None:
             logger.warning("refused an MCP session: %s", refused.message)
