@@ -62,6 +62,10 @@ KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+(?::[A-Za-z0-9_-]+)?")
 _call_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("fal_mcp_call_secrets", default=())
 
 
+def _empty_like(container: Any) -> dict[Any, Any] | list[Any]:
+    return {} if isinstance(container, dict) else []
+
+
 @functools.cache
 def _runs_of(length: int) -> re.Pattern[str]:
     return re.compile(f"[A-Za-z0-9_-]{{{length},}}")
@@ -203,18 +207,30 @@ class SecretRedactor(logging.Filter):
         return "".join(pieces)
 
     def scrub_data(self, value: Any) -> Any:
-        """A JSON-like value (dicts, lists, strings, numbers) with every string scrubbed; the same shape back."""
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            mapping = cast(dict[Any, Any], value)
-            return {
-                (self.scrub(name) if isinstance(name, str) else name): self.scrub_data(item)
-                for name, item in mapping.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self.scrub_data(item) for item in cast(list[Any], value)]
-        return value
+        """A JSON-like value (dicts, lists, strings, numbers) with every string scrubbed; the same shape back.
+
+        Walked with a stack of its own, not by recursion: a model's output may be nested deeper than Python
+        recurses.
+        """
+        if not isinstance(value, dict | list | tuple):
+            return self.scrub(value) if isinstance(value, str) else value
+        top = _empty_like(value)
+        pending: list[tuple[Any, Any]] = [(value, top)]
+        while pending:
+            source, copy = pending.pop()
+            items = cast(dict[Any, Any], source).items() if isinstance(source, dict) else enumerate(source)
+            for name, item in items:
+                if isinstance(item, str):
+                    item = self.scrub(item)
+                elif isinstance(item, dict | list | tuple):
+                    child = _empty_like(item)
+                    pending.append((cast(Any, item), child))
+                    item = child
+                if isinstance(copy, dict):
+                    copy[self.scrub(name) if isinstance(name, str) else name] = item
+                else:
+                    cast(list[Any], copy).append(item)
+        return top
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
