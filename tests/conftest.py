@@ -23,9 +23,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One store per test module (every test's requests land in it, as in real use), set before any server starts,
-    so no test ever writes into the developer's own state directory. Per module, not per session: the guards'
-    counts live in the store too, and one module's runs must not spend another's submits per minute."""
+    """A store for the module's long-lived servers, set before any server starts, so no test ever writes into the
+    developer's own state directory."""
     path = str(tmp_path_factory.mktemp("state"))
     previous = os.environ.get("FAL_MCP_STATE_DIR")
     os.environ["FAL_MCP_STATE_DIR"] = path
@@ -37,12 +36,14 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: str) -> Iterator[None]:
-    """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake)."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake). Each test's own servers
+    get a store of their own: the guards' counts live in the store, and one test's runs must not spend another's
+    submits per minute (a module's long-lived servers keep the module's store)."""
     for name in list(os.environ):
         if name.startswith(("FAL_", "FAL_MCP_")):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("FAL_MCP_STATE_DIR", state_dir)
+    monkeypatch.setenv("FAL_MCP_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     yield
 
 

@@ -48,7 +48,7 @@ from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from fal_mcp.jobs.state import AppState
-from fal_mcp.server.context import caller_key
+from fal_mcp.server.context import caller_identity
 from fal_mcp.server.progress import progress_sink, request_sink
 from fal_mcp.store import owners
 from fal_mcp.store.database import StoreUnavailable
@@ -332,7 +332,7 @@ def _state(ctx: ServerRequestContext[Any, Any]) -> AppState:
 
 
 def _partition(ctx: ServerRequestContext[Any, Any]) -> str:
-    return _state(ctx).caller_for(caller_key(Context(request_context=ctx))).partition
+    return _state(ctx).caller_for(caller_identity(Context(request_context=ctx))).partition
 
 
 def _dump(result: HandlerResult) -> dict[str, Any]:
