@@ -26,6 +26,7 @@ from tests.conftest import OTHER_KEY, env_for
 from tests.harness import HttpServer, bearer_client, start_http_server
 from tests.postgres import Cluster, Relay
 from tests.tasks_client import TASKS, CancelTask, CreatedTask, GetTask, TaskIdParams
+from tests.test_auth import run_cli
 from tests.test_tools import error_text, structured
 
 pytestmark = pytest.mark.anyio
@@ -217,3 +218,21 @@ async def test_without_its_database_a_replica_says_which_setting_and_recovers(
         server.stop()
         relay.close()
     assert "secret-in-the-url" not in server.stderr() and "Traceback" not in server.stderr()
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FAL_MCP_DATABASE_URL": "postgresql://fal:pw-in-url@127.0.0.1:1/db"}, "FAL_MCP_STATE_SECRET"),
+        (
+            {"FAL_MCP_DATABASE_URL": "mysql://fal:pw-in-url@127.0.0.1/db", "FAL_MCP_STATE_SECRET": SECRET},
+            "PostgreSQL URL",
+        ),
+        ({"FAL_MCP_STATE_SECRET": "too-short"}, "FAL_MCP_STATE_SECRET"),
+    ],
+    ids=["database-without-secret", "not-postgres", "short-secret"],
+)
+def test_replica_settings_that_cannot_agree_refuse_to_start(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    done = run_cli(tmp_path, **env)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "pw-in-url" not in done.stderr and "streamable HTTP on" not in done.stderr

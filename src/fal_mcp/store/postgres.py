@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +42,8 @@ POOL_MAX = 10
 WAIT_FOR_CONNECTION_S = 3.0
 """How long a call waits for a connection before it is told the database cannot be reached."""
 CONNECT_TIMEOUT_S = 3
+TRUST_RECENT_S = 1.0
+"""A connection returned to the pool less than this long ago is lent without a ping."""
 LISTEN_TICK_S = 1.0
 LISTEN_READY_S = 3.0
 SETTING = "FAL_MCP_DATABASE_URL"
@@ -100,12 +104,14 @@ class PostgresDatabase(Database):
             "options": f"-c search_path={SCHEMA}",
             "application_name": "fal-mcp",
         }
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,
             max_size=POOL_MAX,
             kwargs=self._kwargs,
-            check=ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._stamp,
             timeout=WAIT_FOR_CONNECTION_S,
             name="fal-mcp",
             open=False,
@@ -116,6 +122,17 @@ class PostgresDatabase(Database):
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
+
+    def _stamp(self, conn: psycopg.Connection[Any]) -> None:
+        self._returned[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """Before a connection is lent: one idle for a while is pinged (a restarted database left it dead), one
+        just returned is not (it costs a round trip per call); a dead one is replaced by the pool."""
+        from psycopg_pool import ConnectionPool
+
+        if time.monotonic() - self._returned.get(conn, 0.0) > TRUST_RECENT_S:
+            ConnectionPool.check_connection(conn)
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         if self._migrated:
