@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import anyio
 import httpx
 import pytest
+from mcp import Client
 from pydantic import SecretStr
 
 from fal_mcp import __version__
@@ -22,6 +25,7 @@ from fal_mcp.fal.errors import (
 )
 from fal_mcp.jobs.waiting import follow
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.server.build import create_server
 from tests.conftest import OTHER_KEY, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -293,3 +297,90 @@ async def test_redirects_are_not_followed(fal: FalClient, fake: FakeFal) -> None
     with pytest.raises(Exception, match="307"):
         await fal.status(FLUX, submitted.request_id)
     assert [r.route for r in fake.requests] == ["submit", "status"]  # nothing went to the Location
+
+
+# -- one request is bounded in total, a wait the caller asked for is not ----------------------------------
+
+
+async def test_a_request_is_bounded_in_total_retries_included(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """fal that never answers: with 4 retries of 0.4 s each (and backoff) a status call would take about 2.5 s; the
+    1 s deadline ends it, says so, and leaves the remaining retries unsent."""
+    settings = settings_for(sandbox, request_timeout_s=0.4, retries=4, call_deadline_s=1.0)
+    async with FalClient.open(settings) as fal:
+        submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+        fake.inject(Fault(route="status", delay_s=3.0, times=10))
+        with pytest.raises(FalTransportError) as caught:
+            await fal.status(FLUX, submitted.request_id)
+    assert caught.value.timed_out
+    assert "did not answer within 1s" in str(caught.value) and "FAL_MCP_CALL_DEADLINE_S" in str(caught.value)
+    assert len(fake.requests_for("status")) < 5
+
+
+async def test_a_submit_cut_by_the_deadline_says_it_may_have_arrived(sandbox: SandboxServer, fake: FakeFal) -> None:
+    async with FalClient.open(settings_for(sandbox, request_timeout_s=5, call_deadline_s=0.5)) as fal:
+        fake.inject(Fault(route="submit", delay_s=2.0))
+        with pytest.raises(FalTransportError) as caught:
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert caught.value.maybe_sent and "FAL_MCP_CALL_DEADLINE_S" in str(caught.value)
+    assert len(fake.requests_for("submit")) == 1
+
+
+async def test_the_deadline_reaches_the_tool_and_spares_waits(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """Through the real server: get-status against a silent fal fails within the deadline and says which setting
+    bounds it; a job that runs longer than the deadline is still waited for (wait_s, run-model, a sync run)."""
+    fake.time_scale = 0.15  # the video model: 18 s -> 2.7 s, beyond the 1 s deadline
+    settings = settings_for(sandbox, request_timeout_s=0.4, retries=4, call_deadline_s=1.0, wait_s=30)
+    video = {"endpoint_id": str(VIDEO), "input": {"prompt": "waves"}}
+    async with Client(create_server(settings)) as client:
+        submitted = await client.call_tool("submit", video)
+        assert submitted.structured_content is not None
+        request_id = submitted.structured_content["request_id"]
+        fake.inject(Fault(route="status", delay_s=3.0, times=10))
+        silent = await client.call_tool("get-status", {"request_id": request_id, "endpoint_id": str(VIDEO)})
+        fake.clear_faults()
+        waited = await client.call_tool(
+            "get-result", {"request_id": request_id, "endpoint_id": str(VIDEO), "wait_s": 30}
+        )
+        ran = await client.call_tool("run-model", video)
+        synced = await client.call_tool("run-model", {**video, "mode": "sync"})
+    assert silent.is_error
+    text = silent.content[0].text  # type: ignore[union-attr]
+    assert "did not answer within 1s" in text and "FAL_MCP_CALL_DEADLINE_S" in text
+    for result in (waited, ran, synced):
+        assert not result.is_error, result.content
+        assert result.structured_content is not None and result.structured_content["status"] == "COMPLETED"
+
+
+# -- waiting calls never starve the short ones -----------------------------------------------------------
+
+
+async def test_waiting_calls_do_not_starve_short_calls(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """One job and 210 get-result calls waiting on it: once they held every pooled connection with a status stream
+    each, and a submit queued behind them until the job ended (or failed first). Now streams have their own pool and
+    slots (4 per key here): the other waits poll, the submit is answered while the job still runs, and every wait
+    still ends with the output."""
+    fake.time_scale = 0.4  # the video model: 18 s -> 7.2 s
+    settings = settings_for(sandbox, streams_per_key=4, max_streams=8, max_running_jobs=0)
+    async with Client(create_server(settings)) as client:
+        submitted = await client.call_tool("submit", {"endpoint_id": str(VIDEO), "input": {"prompt": "waves"}})
+        assert submitted.structured_content is not None
+        job = fake.jobs[submitted.structured_content["request_id"]]
+        waiting = {"request_id": job.request_id, "endpoint_id": str(VIDEO), "wait_s": 60}
+        results: list[Any] = []
+
+        async def wait() -> None:
+            results.append(await client.call_tool("get-result", waiting))
+
+        async with anyio.create_task_group() as waits:
+            for _ in range(210):
+                waits.start_soon(wait)
+            with anyio.fail_after(30):  # until every wait has begun: a stream each (up to the pool's 200), or polls
+                while len(fake.requests_for("stream")) < 200 and len(fake.requests_for("status")) < 206:
+                    await anyio.sleep(0.05)
+            other = await client.call_tool("submit", {"endpoint_id": str(FLUX), "input": PROMPT})
+            answered_while = job.state
+    assert not other.is_error, other.content
+    assert answered_while != "COMPLETED"  # it did not wait for the streams to end
+    assert len(results) == 210
+    assert all(not r.is_error and r.structured_content["status"] == "COMPLETED" for r in results)
+    assert 1 <= len(fake.requests_for("stream")) <= 4

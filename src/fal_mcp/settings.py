@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -234,6 +235,22 @@ class Settings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname:
             raise ValueError(f"must be a proxy URL such as http://proxy.example.com:3128 ({', '.join(PROXY_SCHEMES)})")
+        if parts.scheme.lower().startswith("socks") and find_spec("socksio") is None:
+            raise ValueError("a SOCKS proxy needs the socksio package: pip install 'httpx[socks]'")
+        return value
+
+    @field_validator("ssl_cert_file")
+    @classmethod
+    def _a_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("ssl_cert_dir")
+    @classmethod
+    def _a_folder(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isdir(value):
+            raise ValueError(f"no such folder: {value}")
         return value
 
     @field_validator("fal_key", "fal_key_id", "fal_key_secret", mode="before")
