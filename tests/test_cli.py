@@ -16,8 +16,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from fal_mcp import __version__
-from fal_mcp.sandbox import FakeFal, SandboxServer
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from tests.conftest import env_for
+from tests.corporate import connect_proxy, tls_front
 from tests.harness import TOOL_HINTS, base_env, fal_mcp_command, http_server, initialize, raw_stdio_session
 
 pytestmark = pytest.mark.anyio
@@ -223,3 +224,28 @@ def test_custom_fal_hosts_when_allowed_explicitly(tmp_path: Path, sandbox: Sandb
     (tmp_path / ".env").write_text("FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS=true\n")  # but not from a .env
     refused = run_cli(env=custom, cwd=tmp_path)
     assert refused.returncode == 2 and "FAL_API_URL=https://platform.example.com" in refused.stderr
+
+
+async def test_behind_a_corporate_proxy_and_ca(tmp_path: Path, sandbox: SandboxServer, fake: FakeFal) -> None:
+    """The proxy and CA variables of the real environment are honoured (fal's host gets the key, through a CONNECT
+    tunnel); the same variables in a `.env` are not (here one that would have bypassed the proxy)."""
+    (tmp_path / ".env").write_text(f"NO_PROXY=*\nHTTPS_PROXY=http://127.0.0.1:{unused_port()}\n")
+    async with tls_front(sandbox.url, tmp_path) as front, connect_proxy() as proxy:
+        env = {
+            **base_env(),
+            **env_for(sandbox),
+            **{f"FAL_{name.upper()}_URL": f"{front.origin}/{name}" for name in ("run", "queue", "api", "rest")},
+            "HTTPS_PROXY": proxy.url,
+            "SSL_CERT_FILE": str(front.ca_file),
+        }
+        params = StdioServerParameters(command=fal_mcp_command(), args=[], env=env, cwd=tmp_path)
+        with (tmp_path / "server.stderr").open("w") as log:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                ran = await client.call_tool(
+                    "run-model", {"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "a fox"}, "previews": False}
+                )
+    assert not ran.is_error, ran.content
+    assert ran.structured_content is not None and ran.structured_content["status"] == "COMPLETED"
+    assert proxy.connects and set(proxy.connects) == {front.origin.removeprefix("https://")}
+    assert SANDBOX_KEY.encode() not in proxy.tunnelled
+    assert "NO_PROXY" in (tmp_path / "server.stderr").read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,10 +25,14 @@ from fal_mcp.fal.errors import (
     FalTransportError,
     MissingKeyError,
 )
+from fal_mcp.fal.network import ProxyRoutes
 from fal_mcp.jobs.waiting import follow
+from fal_mcp.media.fetch import fetch_media
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from fal_mcp.server.build import create_server
+from fal_mcp.settings import Settings
 from tests.conftest import OTHER_KEY, settings_for
+from tests.corporate import Proxy, TlsFront, connect_proxy, tls_front
 
 pytestmark = pytest.mark.anyio
 
@@ -384,3 +390,104 @@ async def test_waiting_calls_do_not_starve_short_calls(sandbox: SandboxServer, f
     assert len(results) == 210
     assert all(not r.is_error and r.structured_content["status"] == "COMPLETED" for r in results)
     assert 1 <= len(fake.requests_for("stream")) <= 4
+
+
+# -- corporate networks: the proxy and CA of the environment -----------------------------------------------
+
+
+@asynccontextmanager
+async def behind_proxy(
+    sandbox: SandboxServer, workdir: Path, **overrides: Any
+) -> AsyncIterator[tuple[FalClient, TlsFront, Proxy]]:
+    """A client whose fal URLs are a TLS front with a company CA (trusted through `ssl_cert_file` unless overridden),
+    with a CONNECT proxy at hand; `https_proxy=True` (or `all_proxy=True`) points that setting at it."""
+    async with tls_front(sandbox.url, workdir) as front, connect_proxy() as proxy:
+        urls = {f"{name}_url": f"{front.origin}/{name}" for name in ("run", "queue", "api", "rest")}
+        chosen = {name: proxy.url if value is True else value for name, value in overrides.items()}
+        settings = Settings(
+            _env_file=None, fal_key=SANDBOX_KEY, **{**urls, "ssl_cert_file": str(front.ca_file), **chosen}
+        )
+        async with FalClient.open(settings) as fal:
+            yield fal, front, proxy
+
+
+async def test_https_goes_through_the_proxy_to_a_host_signed_by_the_company_ca(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True) as (fal, front, proxy):
+        submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+        await follow(fal, FLUX, submitted.request_id, budget_s=10)
+        output = await fal.result(FLUX, submitted.request_id)
+    assert output["images"]
+    # a tunnel to fal's host (loopback here, which gets no exemption), and the key only inside TLS
+    assert set(proxy.connects) == {front.origin.removeprefix("https://")}
+    assert SANDBOX_KEY.encode() not in proxy.tunnelled and proxy.refused == []
+    assert f"authorization: Key {SANDBOX_KEY}".lower().encode() in front.plaintext.lower()
+
+
+async def test_no_proxy_decides_what_goes_direct(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True, no_proxy="example.com, 127.0.0.1") as (fal, _, proxy):
+        await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert proxy.connects == [] and fake.requests_for("submit")
+
+
+async def test_all_proxy_serves_when_https_proxy_is_unset(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, all_proxy=True) as (fal, _, proxy):
+        await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert len(proxy.connects) == 1
+
+
+async def test_without_the_company_ca_the_certificate_is_refused(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, ssl_cert_file=None, retries=0) as (fal, front, _):
+        with pytest.raises(FalTransportError, match="could not connect") as caught:
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert not caught.value.maybe_sent
+    assert fake.requests_for("submit") == [] and SANDBOX_KEY.encode() not in front.plaintext
+
+
+async def test_media_fetches_use_the_proxy_without_a_credential(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """Previews and media downloads travel like fal's calls (a corporate network lets nothing else out), and carry
+    no key."""
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True) as (fal, front, proxy):
+        ran = await fal.run(FLUX, PROMPT, RequestOptions())
+        image = httpx.URL(ran.output["images"][0]["url"])
+        url = f"{front.origin}{image.raw_path.decode()}"
+        before = len(front.plaintext)
+        fetched = await fetch_media(fal.public_http, url, fal_urls=fal.urls, max_bytes=10_000_000, timeout_s=10)
+    assert fetched.data.startswith(b"\x89PNG")
+    assert len(proxy.connects) >= 1
+    assert b"authorization" not in bytes(front.plaintext[before:]).lower()
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "port", "bypassed"),
+    [
+        ("", "queue.fal.run", 443, False),
+        ("*", "queue.fal.run", 443, True),
+        ("fal.run", "queue.fal.run", 443, True),
+        (".fal.run", "queue.fal.run", 443, True),
+        ("fal.run", "fal.run", 443, True),
+        ("fal.run", "evilfal.run", 443, False),
+        ("example.com,fal.ai", "api.fal.ai", 443, True),
+        ("127.0.0.1", "127.0.0.1", 8000, True),
+        ("localhost", "127.0.0.1", 8000, False),  # names are not resolved: list the address
+        ("10.0.0.0/8", "10.1.2.3", 443, True),
+        ("10.0.0.0/8", "11.1.2.3", 443, False),
+        ("::1", "::1", 80, True),
+        ("[::1]:8000", "::1", 8000, True),
+        ("[::1]:8000", "::1", 9000, False),
+        ("queue.fal.run:443", "queue.fal.run", 443, True),
+        ("queue.fal.run:8443", "queue.fal.run", 443, False),
+    ],
+)
+def test_no_proxy_entries(no_proxy: str, host: str, port: int, bypassed: bool) -> None:
+    routes = ProxyRoutes.from_settings(Settings(_env_file=None, https_proxy="proxy.example:3128", no_proxy=no_proxy))
+    shown = f"[{host}]" if ":" in host else host
+    expected = None if bypassed else "http://proxy.example:3128"
+    assert routes.proxy_for(httpx.URL(f"https://{shown}:{port}/queue")) == expected

@@ -151,11 +151,16 @@ class Network(httpx.AsyncBaseTransport):
             pool = httpx.AsyncHTTPTransport(
                 verify=self._tls,
                 limits=self._limits[lane],
-                proxy=httpx.Proxy(proxy, ssl_context=self._tls) if proxy is not None else None,
+                proxy=self._proxy(proxy) if proxy is not None else None,
                 trust_env=False,
             )
             self._pools[lane, proxy] = pool
         return pool
+
+    def _proxy(self, url: str) -> httpx.Proxy:
+        """An https proxy's own certificate is checked against the same CA list as fal's."""
+        tls = self._tls if url.lower().startswith("https://") else None
+        return httpx.Proxy(url, ssl_context=tls)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         lane: Lane = request.extensions.get(LANE, "short")
