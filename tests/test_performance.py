@@ -1,6 +1,10 @@
 """What keeps fal-mcp fast, checked by what it does rather than by timing it (the figures are `bench/`'s).
 
-- A stdio start loads only what stdio needs: no Pillow, no JSON Schema validator, no sandbox, no REST surface.
+- A stdio start loads only what the first `tools/list` needs: not the fal client (httpx), the history (sqlite3),
+  the catalog, the tools' own modules and output models, Pillow, the JSON Schema validator, the sandbox or the
+  HTTP surface; and no settings library (pydantic-settings) at all.
+- The tools are listed from `server/listing.json`, which must match what the tools build (regenerate it with
+  `python -m fal_mcp.server.listing`).
 - The fal connection pool makes its TLS context on the first request, not at start.
 - Connections accepted by the HTTP transport skip Nagle's algorithm (else each answer waits ~40 ms).
 - Polling a request's status writes to the history only when its state changed.
@@ -17,9 +21,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
 from fal_mcp.jobs.history import FILE_NAME, History
+from fal_mcp.sandbox import FakeFal, SandboxServer
+from fal_mcp.server.build import create_server
+from fal_mcp.server.listing import built_entries, stored_entries
 from fal_mcp.web.serving import bind_socket
+from tests.conftest import settings_for
 
 HEAVY_AT_START = (
     "PIL",  # previews, made on the first result with an image
@@ -28,6 +37,16 @@ HEAVY_AT_START = (
     "fal_mcp.web.app",  # the HTTP surface: health, the gate, REST and its OpenAPI document
     "fal_mcp.web.rest",
     "fal_mcp.web.openapi",
+    "httpx",  # the fal client, on the first call that reaches fal
+    "fal_mcp.fal.client",
+    "sqlite3",  # the request history, on the first call that records or reads it
+    "fal_mcp.jobs.history",
+    "fal_mcp.jobs.catalog",  # model schemas and prices
+    "fal_mcp.jobs.operations",
+    "fal_mcp.jobs.results",  # the output models (the listing holds their schemas)
+    "fal_mcp.server.tools",  # the tools themselves, built on their first call
+    "pydantic_settings",  # no longer used: settings.py reads the environment and .env itself
+    "dotenv",  # only when there is a .env to read
 )
 
 STDIO_START = """
@@ -39,11 +58,29 @@ main([])
 """
 
 
-def test_a_stdio_start_loads_nothing_it_does_not_need() -> None:
-    shown = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True).stdout
-    loaded = set(json.loads(shown))
+def test_a_stdio_start_loads_nothing_it_does_not_need(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True, cwd=tmp_path)
+    loaded = set(json.loads(done.stdout))
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_AT_START))
     assert heavy == []
+
+
+def test_the_precomputed_tool_listing_is_current() -> None:
+    """`listing.json` is what the tools build; after a change to a tool, run `python -m fal_mcp.server.listing`."""
+    assert stored_entries() == built_entries(), "listing.json is stale: run python -m fal_mcp.server.listing"
+
+
+@pytest.mark.anyio
+async def test_the_listed_tools_are_the_built_ones(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """A served tools/list is the listing, and a deferred tool called for the first time runs as the real one."""
+    async with Client(create_server(settings_for(sandbox))) as client:
+        listed = (await client.list_tools()).tools
+        ran = await client.call_tool("run-model", {"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "x"}})
+        refused = await client.call_tool("get-status", {"request_id": 12, "endpoint_id": "fal-ai/flux"})
+    served = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed]
+    assert served == built_entries()
+    assert not ran.is_error and ran.structured_content is not None and ran.structured_content["output"]["images"]
+    assert refused.is_error  # the real tool's argument checks
 
 
 @pytest.mark.anyio
