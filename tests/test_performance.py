@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
 import json
 import socket
 import sqlite3
@@ -147,3 +148,32 @@ async def test_polling_a_request_whose_state_has_not_changed_writes_nothing(tmp_
     finally:
         watcher.close()
         history.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_to_fal_fails_no_import(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """httpcore asks `sniffio` which async library runs, four times per request: uninstalled, each ask was a failed
+    import (a search of every path entry, about 0.2 ms of CPU per request). After a first request, a request makes
+    no import at all."""
+    from fal_mcp.fal.client import FalClient, RequestOptions
+    from fal_mcp.fal.endpoint import EndpointId
+
+    class Lookups(importlib.abc.MetaPathFinder):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+            self.names.append(fullname)  # only imports that sys.modules cannot answer get here
+
+    flux = EndpointId.parse("fal-ai/flux/schnell")
+    async with FalClient.open(settings_for(sandbox)) as fal:
+        submitted = await fal.submit(flux, {"prompt": "a fox"}, RequestOptions())
+        await fal.status(flux, submitted.request_id)
+        lookups = Lookups()
+        sys.meta_path.insert(0, lookups)
+        try:
+            for _ in range(3):
+                await fal.status(flux, submitted.request_id)
+        finally:
+            sys.meta_path.remove(lookups)
+    assert lookups.names == []
