@@ -138,6 +138,7 @@ class Network(httpx.AsyncBaseTransport):
         self._limits = lane_limits(settings)
         self._tls: ssl.SSLContext | None = None
         self._pools: dict[tuple[Lane, str | None], httpx.AsyncHTTPTransport] = {}
+        self._proxied = self._routes.https is not None or self._routes.http is not None
         for proxy in (self._routes.https, self._routes.http):
             password = urlsplit(proxy).password if proxy else None
             if password:
@@ -164,7 +165,8 @@ class Network(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         lane: Lane = request.extensions.get(LANE, "short")
-        return await self._pool(lane, self._routes.proxy_for(request.url)).handle_async_request(request)
+        proxy = self._routes.proxy_for(request.url) if self._proxied else None
+        return await self._pool(lane, proxy).handle_async_request(request)
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

@@ -129,10 +129,14 @@ class AppState:
             if self.opened("history"):
                 self.history.close()
 
+    @cached_property
+    def _own_caller(self) -> Caller:
+        return Caller(fal=self.fal, partition=partition_of(self.settings.key))
+
     def caller_for(self, key: SecretStr | None) -> Caller:
         """The server's own key pays when `key` is None; else `key`, over the same connection pool."""
         if key is None:
-            return Caller(fal=self.fal, partition=partition_of(self.settings.key))
+            return self._own_caller  # the same on every call: hashed once
         return Caller(fal=self.fal.with_key(key), partition=partition_of(key))
 
 
