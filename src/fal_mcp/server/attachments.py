@@ -10,7 +10,6 @@ each failure only costs its own preview (the headline says which and why).
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import anyio
 from mcp.types import ContentBlock, ImageContent, ResourceLink
 
 from fal_mcp.jobs.state import AppState
-from fal_mcp.media.fetch import FetchRefused, fetch_media
+from fal_mcp.media.fetch import FetchRefused, fetch_media, inline_bytes
 from fal_mcp.media.previews import Preview, PreviewFailed, make_preview
 from fal_mcp.media.refs import MediaRef, find_media
 
@@ -60,13 +59,7 @@ class _Previewer:
 
     async def source(self, ref: MediaRef) -> bytes:
         if ref.inline:
-            encoded = ref.url.split(",", 1)[1] if "," in ref.url else ""
-            if len(encoded) * 3 // 4 > self._max_source:
-                raise FetchRefused(f"the inline image is larger than {self._max_source / 1_000_000:g} MB")
-            try:
-                return base64.b64decode(encoded, validate=False)
-            except (binascii.Error, ValueError):
-                raise FetchRefused("the inline data is not base64") from None
+            return inline_bytes(ref.url, self._max_source)
         fal = self._state.fal
         settings = self._state.settings
         fetched = await fetch_media(

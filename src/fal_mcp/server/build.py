@@ -24,6 +24,7 @@ from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
 from fal_mcp.server.listing import deferred_tools
 from fal_mcp.server.tasks import TasksExtension
+from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def create_server(
         website_url="https://fal.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
-        extensions=[tasks],
+        extensions=[tasks, view_extension(settings)],
         tools=deferred_tools(),
     )
     server.resource(

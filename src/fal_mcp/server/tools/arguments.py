@@ -45,3 +45,4 @@ ValidateArg = Annotated[
     bool, Field(description="Check input against the model's schema first (false: send it as it is)")
 ]
 PreviewsArg = Annotated[bool, Field(description="Attach small previews of output images")]
+SaveToArg = Annotated[str | None, Field(description="Folder to save the output media files in")]

@@ -84,5 +84,6 @@ HISTORY_TOOLS = (
         destructive=False,
         idempotent=True,
         open_world=False,
+        shown_in_view=True,
     ),
 )

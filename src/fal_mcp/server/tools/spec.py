@@ -1,4 +1,5 @@
-"""How a tool is registered: its function, name, title and the four behaviour hints clients rely on."""
+"""How a tool is registered: its function, name, title, the four behaviour hints clients rely on, and whether the
+MCP App view (`fal_mcp.server.view`) shows its results."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from mcp.types import ToolAnnotations
 
 from fal_mcp.server.tool_schemas import compact_schema
 from fal_mcp.server.tools.guard import ToolFn
+from fal_mcp.server.view import VIEW_URI
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class ToolSpec:
     destructive: bool
     idempotent: bool
     open_world: bool = True
+    shown_in_view: bool = False
 
     def annotations(self) -> ToolAnnotations:
         return ToolAnnotations(
@@ -32,7 +35,8 @@ class ToolSpec:
 
     def tool(self) -> Tool:
         """The SDK's tool, with input and output schemas made small (`fal_mcp.server.tool_schemas`)."""
-        tool = Tool.from_function(self.fn, name=self.name, title=self.title, annotations=self.annotations())
+        meta = {"ui": {"resourceUri": VIEW_URI}} if self.shown_in_view else None
+        tool = Tool.from_function(self.fn, name=self.name, title=self.title, annotations=self.annotations(), meta=meta)
         tool.parameters = compact_schema(tool.parameters)
         if tool.fn_metadata.output_schema is not None:
             # FuncMetadata reads this field live; structured results are still checked against the output model.
