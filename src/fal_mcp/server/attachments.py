@@ -22,6 +22,7 @@ from fal_mcp.jobs.state import AppState
 from fal_mcp.media.fetch import FetchRefused, fetch_media, inline_bytes
 from fal_mcp.media.previews import Preview, PreviewFailed, make_preview
 from fal_mcp.media.refs import MediaRef, find_media
+from fal_mcp.server.replies import counted
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +120,9 @@ async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
 def _note(made: int, images: int, missing: Sequence[str], linked: int) -> str:
     parts: list[str] = []
     if made:
-        parts.append(f"{made} of {images} images previewed below")
+        parts.append(f"{made} of {counted(images, 'image')} previewed below")
     if missing:
         parts.append(f"no preview for {'; '.join(missing)}")
     if linked:
-        parts.append(f"{linked} media files linked")
+        parts.append(f"{counted(linked, 'media file')} linked")
     return f" ({', '.join(parts)}.)" if parts else ""

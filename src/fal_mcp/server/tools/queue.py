@@ -41,7 +41,7 @@ from fal_mcp.server.tools.arguments import (
 )
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.roots import ClientRoots
-from fal_mcp.server.tools.spec import ToolSpec
+from fal_mcp.server.tools.spec import SEGMENTS, ToolSpec
 
 
 def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
@@ -98,11 +98,11 @@ async def run_model(
     app_variant: VariantArg = None,
     mode: Annotated[
         Literal["queue", "sync"],
-        Field(description="'queue' (default): submit and wait, with progress. 'sync': one blocking HTTP call"),
+        Field(description="sync: one HTTP call"),
     ] = "queue",
     wait_s: Annotated[
         float | None,
-        Field(description="Queue mode: seconds to wait before returning the request handle instead", ge=0),
+        Field(description="Seconds to wait", ge=0),
     ] = None,
     logs: LogsArg = False,
     priority: PriorityArg = None,
@@ -112,7 +112,7 @@ async def run_model(
     previews: PreviewsArg = True,
     save_to: SaveToArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
-    """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
+    """Run a fal model: its output, or after wait_s its request_id (continue with get-result)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
@@ -144,7 +144,7 @@ async def submit(
     start_timeout_s: StartTimeoutArg = None,
     validate: ValidateArg = True,
 ) -> Annotated[CallToolResult, SubmitResult]:
-    """Queue a fal model request and return its request_id at once (for slow models such as video)."""
+    """Queue a model request; returns its request_id at once."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
@@ -166,7 +166,7 @@ async def get_status(
     app_variant: VariantArg = None,
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, StatusResult]:
-    """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
+    """A request's state: IN_QUEUE (position), IN_PROGRESS or COMPLETED (error if it failed)."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.status(endpoint, request_id, logs=logs)
@@ -185,14 +185,12 @@ async def get_result(
     app_owner: OwnerArg = None,
     app_id: AppArg = None,
     app_variant: VariantArg = None,
-    wait_s: Annotated[
-        float, Field(description="Seconds to wait for completion (0: answer at once with the current state)", ge=0)
-    ] = 0,
+    wait_s: Annotated[float, Field(description="Seconds to wait", ge=0)] = 0,
     logs: LogsArg = False,
     previews: PreviewsArg = True,
     save_to: SaveToArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
-    """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
+    """A request's output, or its state while it runs (wait_s: wait for it)."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     saving = await _saving(ctx, ops, save_to)
@@ -214,7 +212,7 @@ async def cancel(
     app_id: AppArg = None,
     app_variant: VariantArg = None,
 ) -> Annotated[CallToolResult, CancelResult]:
-    """Cancel a queued or running request (a running one stops if the model allows it)."""
+    """Cancel a queued or running request."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.cancel(endpoint, request_id)
@@ -235,8 +233,18 @@ QUEUE_TOOLS = (
         idempotent=False,
         shown_in_view=True,
     ),
-    ToolSpec(submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False),
-    ToolSpec(get_status, "get-status", "Status of a fal request", read_only=True, destructive=False, idempotent=True),
+    ToolSpec(
+        submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False, unlisted=SEGMENTS
+    ),
+    ToolSpec(
+        get_status,
+        "get-status",
+        "Status of a fal request",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        unlisted=SEGMENTS,
+    ),
     ToolSpec(
         get_result,
         "get-result",
@@ -245,6 +253,9 @@ QUEUE_TOOLS = (
         destructive=False,
         idempotent=True,
         shown_in_view=True,
+        unlisted=SEGMENTS,
     ),
-    ToolSpec(cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True),
+    ToolSpec(
+        cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True, unlisted=SEGMENTS
+    ),
 )
