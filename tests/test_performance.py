@@ -3,8 +3,8 @@
 - A stdio start loads only what the first `tools/list` needs: not the fal client (httpx), the history (sqlite3),
   the catalog, the tools' own modules and output models, Pillow, the JSON Schema validator, the sandbox or the
   HTTP surface; and no settings library (pydantic-settings) at all.
-- The tools are listed from `server/listing.json`, which must match what the tools build (regenerate it with
-  `python -m fal_mcp.server.listing`).
+- The tools and prompts are listed from `server/listing.json`, which must match what they build (regenerate it
+  with `python -m fal_mcp.server.listing`).
 - The fal connection pool makes its TLS context on the first request, not at start.
 - Connections accepted by the HTTP transport skip Nagle's algorithm (else each answer waits ~40 ms).
 - Polling a request's status writes to the history only when its state changed.
@@ -46,6 +46,7 @@ HEAVY_AT_START = (
     "fal_mcp.jobs.operations",
     "fal_mcp.jobs.results",  # the output models (the listing holds their schemas)
     "fal_mcp.server.tools",  # the tools themselves, built on their first call
+    "fal_mcp.server.prompts",  # the prompts, built on their first use
     "pydantic_settings",  # no longer used: settings.py reads the environment and .env itself
     "dotenv",  # only when there is a .env to read
 )
@@ -66,22 +67,27 @@ def test_a_stdio_start_loads_nothing_it_does_not_need(tmp_path: Path) -> None:
     assert heavy == []
 
 
-def test_the_precomputed_tool_listing_is_current() -> None:
-    """`listing.json` is what the tools build; after a change to a tool, run `python -m fal_mcp.server.listing`."""
+def test_the_precomputed_listing_is_current() -> None:
+    """`listing.json` is what the tools and prompts build; after changing one, run `python -m fal_mcp.server.listing`."""
     assert stored_entries() == built_entries(), "listing.json is stale: run python -m fal_mcp.server.listing"
 
 
 @pytest.mark.anyio
-async def test_the_listed_tools_are_the_built_ones(sandbox: SandboxServer, fake: FakeFal) -> None:
-    """A served tools/list is the listing, and a deferred tool called for the first time runs as the real one."""
+async def test_the_listed_tools_and_prompts_are_the_built_ones(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """A served tools/list and prompts/list are the listing; a deferred tool or prompt used for the first time works
+    as the real one."""
     async with Client(create_server(settings_for(sandbox))) as client:
-        listed = (await client.list_tools()).tools
+        tools = (await client.list_tools()).tools
+        prompts = (await client.list_prompts()).prompts
         ran = await client.call_tool("run-model", {"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "x"}})
         refused = await client.call_tool("get-status", {"request_id": 12, "endpoint_id": "fal-ai/flux"})
-    served = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed]
-    assert served == built_entries()
+        rendered = await client.get_prompt(prompts[0].name, {arg.name: "a fox" for arg in prompts[0].arguments or []})
+    built = built_entries()
+    assert [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools] == built["tools"]
+    assert [prompt.model_dump(mode="json", by_alias=True, exclude_none=True) for prompt in prompts] == built["prompts"]
     assert not ran.is_error and ran.structured_content is not None and ran.structured_content["output"]["images"]
     assert refused.is_error  # the real tool's argument checks
+    assert rendered.messages
 
 
 @pytest.mark.anyio

@@ -4,8 +4,8 @@
 like, each against its own fake fal. The tools and their annotations are declared next to their code
 (`fal_mcp.server.tools`), the prompts in `fal_mcp.server.prompts`.
 
-Nothing here waits for what the first `tools/list` does not need: the tools are registered from their
-precomputed listing (`server.listing`) and built on first call, the resources import what serves them on first
+Nothing here waits for what the first `tools/list` does not need: the tools and prompts are registered from their
+precomputed listing (`server.listing`) and built on first use, the resources import what serves them on first
 read, and the lifespan's state opens the fal client, the history and the rest on first use.
 """
 
@@ -22,8 +22,7 @@ from mcp.server.mcpserver import Context
 from fal_mcp import __version__
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
-from fal_mcp.server.listing import deferred_tools
-from fal_mcp.server.prompts import register_prompts
+from fal_mcp.server.listing import deferred_prompts, deferred_tools
 from fal_mcp.server.tasks import TasksExtension
 from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
@@ -99,7 +98,8 @@ def create_server(
         description="Input fields, output fields and price of one fal endpoint, e.g. fal://models/fal-ai/flux/schnell/schema",
         mime_type="application/json",
     )(model_schema)
-    register_prompts(server)
+    for prompt in deferred_prompts():
+        server.add_prompt(prompt)
     server.resource(
         REQUEST_URI,
         name="fal request",
