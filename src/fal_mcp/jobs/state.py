@@ -91,10 +91,10 @@ class AppState:
 
     @cached_property
     def history(self) -> History:
-        """The request history (SQLite), opened on first use."""
-        from fal_mcp.jobs.history import History, resolve_state_dir
+        """The request history (SQLite), opened on first use: then it settles lost submits and starts its upkeep."""
+        from fal_mcp.jobs.history import History, Retention, resolve_state_dir
 
-        return History.open(resolve_state_dir(self.settings.state_dir))
+        return History.open(resolve_state_dir(self.settings.state_dir), Retention.from_settings(self.settings))
 
     @cached_property
     def guards(self) -> Guards:
