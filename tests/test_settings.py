@@ -129,7 +129,7 @@ def test_every_env_only_field_is_on_the_list() -> None:
     decisive = {"run_url", "queue_url", "api_url", "rest_url", "upload_roots", "state_dir", "auth", "auth_tokens"}
     decisive |= {"host", "port", "transport", "allowed_hosts", "allowed_origins", "allow_unauthenticated", "sandbox"}
     decisive |= {"allow_custom_fal_hosts", "https_proxy", "http_proxy", "all_proxy", "no_proxy", "ssl_cert_file"}
-    decisive |= {"ssl_cert_dir"}
+    decisive |= {"ssl_cert_dir", "token_partition"}
     from fal_mcp.settings import variable_of
 
     assert [name for name in sorted(decisive) if not env_only(variable_of(name))] == []

@@ -23,6 +23,7 @@ from fal_mcp import __version__
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
 from fal_mcp.server.listing import deferred_prompts, deferred_tools
+from fal_mcp.server.redaction import ScrubSecrets
 from fal_mcp.server.tasks import TasksExtension
 from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
@@ -91,6 +92,7 @@ def create_server(
         extensions=[tasks, view_extension(settings)],
         tools=deferred_tools(),
     )
+    server.middleware.insert(0, ScrubSecrets())  # outermost: the last to touch every answer
     server.resource(
         SCHEMA_RESOURCE,
         name="model-schema",
