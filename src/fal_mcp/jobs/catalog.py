@@ -75,6 +75,7 @@ class ModelCatalog:
     def __init__(self, ttl_s: float = 900.0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._details: _Expiring[ModelDetails | None] = _Expiring(ttl_s, clock)
         self._prices: _Expiring[ListedPrice | None] = _Expiring(ttl_s, clock)
+        self._typical_costs: _Expiring[float | None] = _Expiring(ttl_s, clock)
         self._failed: _Expiring[bool] = _Expiring(ttl_s, clock)
 
     async def search(
@@ -125,6 +126,22 @@ class ModelCatalog:
 
     async def price(self, fal: FalClient, endpoint: EndpointId) -> ListedPrice | None:
         return (await self._prices_of(fal, [endpoint])).get(str(endpoint))
+
+    async def typical_cost(self, fal: FalClient, endpoint: EndpointId) -> float | None:
+        """fal's estimate of one call's cost from its own history, or None when fal will not say (cached like a
+        price; a failed lookup briefly)."""
+        key = str(endpoint)
+        hit, cost = self._typical_costs.get(key)
+        if hit:
+            return cost
+        cost, lifetime = None, FAILURE_TTL_S  # a refusal or a timeout is asked again soon
+        with anyio.move_on_after(LOOKUP_BUDGET_S):
+            try:
+                cost, lifetime = await platform.typical_cost(fal, endpoint), None
+            except FalError as error:
+                logger.info("no typical cost of %s: %s", endpoint, error)
+        self._typical_costs.put(key, cost, lifetime)
+        return cost
 
     async def _prices_of(self, fal: FalClient, endpoints: Sequence[EndpointId]) -> dict[str, ListedPrice]:
         known: dict[str, ListedPrice] = {}
