@@ -9,6 +9,12 @@ SQLite in WAL mode with a busy timeout, so several fal-mcp processes (stdio clie
 host) can share one file. Rows are partitioned by a hash of the fal key (`state.partition_of`): a process
 serving several keys never shows one key's requests to another. Writes never fail a tool call: a broken
 history is logged and the fal request goes on.
+
+The history also keeps what each request costs: the estimate written with the row before it is sent, and the
+charge fal reports later (`record_charge`). A key's spend over a period (`spend_since`, `spend_timeline`) is the
+sum of its rows' charges, or of their estimates where no charge is known yet: the daily budget reads it here, so
+it outlives restarts and is shared by every process on the file. The cost columns were added after the first
+layout; `_add_cost_columns` adds them to an older file in place.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +65,10 @@ CREATE TABLE IF NOT EXISTS requests (
     error_type TEXT,
     media_urls TEXT NOT NULL DEFAULT '[]',
     input_digest TEXT NOT NULL,
-    input_summary TEXT NOT NULL
+    input_summary TEXT NOT NULL,
+    estimated_cost_usd REAL,
+    actual_cost_usd REAL,
+    charge_checked_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS requests_by_id ON requests (partition, request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS requests_recent ON requests (partition, created_at DESC);
@@ -81,6 +91,15 @@ class RequestRecord(BaseModel):
     media_urls: list[str] = Field(default_factory=list[str])
     input_digest: str = Field(description="sha256 of the input")
     input_summary: Any = Field(description="the input, large inline data elided")
+    # Left out of the JSON schema (list-requests' output schema is read on every turn; it is open, so records that
+    # hold them still conform): results carry them whenever they are known.
+    estimated_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="estimated before sending")
+    actual_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="what fal charged, once known")
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the request cost: fal's charge when known, else the estimate."""
+        return self.actual_cost_usd if self.actual_cost_usd is not None else self.estimated_cost_usd
 
 
 def default_state_dir() -> Path:
@@ -183,6 +202,7 @@ class History:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            _add_cost_columns(db)
             return db
         except (OSError, sqlite3.Error) as exc:
             logger.warning("request history disabled: cannot open %s (%s)", path, exc)
@@ -217,16 +237,19 @@ class History:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def begin(self, partition: str, endpoint_id: str, payload: Any, origin: str) -> int | None:
-        """Note a request about to be sent; returns the row to complete once fal answers."""
+    async def begin(
+        self, partition: str, endpoint_id: str, payload: Any, origin: str, *, estimated_cost_usd: float | None = None
+    ) -> int | None:
+        """Note a request about to be sent (with what it is estimated to cost); returns the row to complete once fal
+        answers."""
         now = time.time()
         digest, summary = input_digest(payload), json.dumps(summarize_input(payload), ensure_ascii=False)
 
         def insert(db: sqlite3.Connection) -> int | None:
             cursor = db.execute(
                 "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
-                " input_summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary),
+                " input_summary, estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, estimated_cost_usd),
             )
             return cursor.lastrowid
 
@@ -322,15 +345,91 @@ class History:
 
         return await self._run(select, [])
 
+    # -- what requests cost -------------------------------------------------------------------------
+
+    async def spend_since(self, partition: str, since: float) -> float | None:
+        """What the key's requests made since `since` (epoch seconds) cost: charges where known, else estimates.
+        None when there is no history to read."""
+
+        def total(db: sqlite3.Connection) -> float | None:
+            row = db.execute(
+                f"SELECT SUM({_COST}) FROM requests WHERE partition = ? AND created_at >= ?", (partition, since)
+            )
+            return float(row.fetchone()[0] or 0.0)
+
+        return await self._run(total, None)
+
+    async def spend_timeline(self, partition: str, since: float) -> list[tuple[float, float]]:
+        """(created_at, cost) of the key's costed requests since `since`, oldest first: when spend leaves a window."""
+
+        def select(db: sqlite3.Connection) -> list[tuple[float, float]]:
+            sql = (
+                f"SELECT created_at, {_COST} FROM requests WHERE partition = ? AND created_at >= ?"
+                f" AND {_COST} > 0 ORDER BY created_at"
+            )
+            return [(float(at), float(cost)) for at, cost in db.execute(sql, (partition, since))]
+
+        return await self._run(select, [])
+
+    async def uncharged(self, partition: str, since: float, checked_before: float, limit: int) -> list[str]:
+        """Request ids of the key's finished requests since `since` whose charge is not known yet and was not asked
+        about after `checked_before`, newest first."""
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            sql = (
+                "SELECT request_id FROM requests WHERE partition = ? AND created_at >= ? AND request_id IS NOT NULL"
+                f" AND actual_cost_usd IS NULL AND state IN ({', '.join('?' * len(FINISHED_STATES))})"
+                " AND (charge_checked_at IS NULL OR charge_checked_at < ?) ORDER BY created_at DESC LIMIT ?"
+            )
+            args = (partition, since, *FINISHED_STATES, checked_before, limit)
+            return [request_id for (request_id,) in db.execute(sql, args)]
+
+        return await self._run(select, [])
+
+    async def record_charge(self, partition: str, request_id: str, actual_usd: float | None, checked_at: float) -> None:
+        """fal was asked what a request cost: its charge (`actual_usd`), or None while fal shows none yet."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE requests SET charge_checked_at = ?, actual_cost_usd = COALESCE(?, actual_cost_usd)"
+                " WHERE partition = ? AND request_id = ?",
+                (checked_at, actual_usd, partition, request_id),
+            )
+
+        await self._run(update, None)
+
+
+FINISHED_STATES = ("COMPLETED", FAILED, CANCELLED)
+"""States in which fal may have charged a request and will not charge it more."""
+_COST = "COALESCE(actual_cost_usd, estimated_cost_usd, 0)"
+_COST_COLUMNS = {"estimated_cost_usd": "REAL", "actual_cost_usd": "REAL", "charge_checked_at": "REAL"}
+
+
+def _add_cost_columns(db: sqlite3.Connection) -> None:
+    """Give a history file from before the cost columns those columns, keeping every row (one transaction)."""
+    if _COST_COLUMNS.keys() <= {row[1] for row in db.execute("PRAGMA table_info(requests)")}:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        for column, kind in _COST_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
 
 _SELECT = (
     "SELECT request_id, endpoint_id, state, created_at, updated_at, origin, error, error_type, media_urls,"
-    " input_digest, input_summary FROM requests"
+    " input_digest, input_summary, estimated_cost_usd, actual_cost_usd FROM requests"
 )
 
 
 def _record(row: tuple[Any, ...]) -> RequestRecord:
-    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary = row
+    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary, *costs = row
+    estimated, actual = costs
     with contextlib.suppress(json.JSONDecodeError):
         summary = json.loads(summary)
     return RequestRecord(
@@ -345,6 +444,8 @@ def _record(row: tuple[Any, ...]) -> RequestRecord:
         media_urls=json.loads(urls or "[]"),
         input_digest=digest,
         input_summary=summary,
+        estimated_cost_usd=estimated,
+        actual_cost_usd=actual,
     )
 
 
