@@ -60,8 +60,11 @@ def price_in_words(price: ListedPrice | None, schema: EndpointSchema | None) -> 
     return f"{head}: {rule_in_words(unit, schema)}"
 
 
-async def estimate(catalog: ModelCatalog, fal: FalClient, endpoint: EndpointId, payload: Mapping[str, Any]) -> Estimate:
-    """What a call of `endpoint` with `payload` will cost, as far as can be known before sending it."""
+async def estimate(
+    catalog: ModelCatalog, fal: FalClient, partition: str, endpoint: EndpointId, payload: Mapping[str, Any]
+) -> Estimate:
+    """What a call of `endpoint` with `payload` will cost, as far as can be known before sending it (the caller pays
+    with `fal`; `partition` names it, for what the catalog keeps per caller)."""
     price = await catalog.price(fal, endpoint)
     if price is None or price.unit_price is None:
         return Estimate(None, f"fal gives no price for {endpoint}")
@@ -69,7 +72,7 @@ async def estimate(catalog: ModelCatalog, fal: FalClient, endpoint: EndpointId, 
         return Estimate(None, f"fal prices {endpoint} in {price.currency}, not USD")
     unit = read_unit(price.unit)
     if unit is not None:  # the input tells how many units, or the estimate says which field it needs
-        schema = await catalog.schema_for_checking(fal, endpoint)
+        schema = await catalog.schema_for_checking(fal, endpoint, partition=partition)
         found = quantity(unit, payload, schema)
         if found.amount is None:
             return Estimate(None, found.said)
