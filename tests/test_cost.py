@@ -18,11 +18,14 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
-from fal_mcp.jobs.history import History
+from fal_mcp.jobs.history import FILE_NAME, SCHEMA_VERSION, History
+from fal_mcp.logs import redactor
 from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import http_server
+from tests.tasks_client import TasksClient
+from tests.test_history import VERSION_1, insert
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +87,7 @@ async def test_every_billed_call_carries_its_estimate(
         assert result.structured_content is not None
         assert result.structured_content["estimated_cost_usd"] == pytest.approx(cost)
         assert basis in result.structured_content["estimate_basis"]
-        assert "estimated cost about $" in text(result)
+        assert "stimated cost: about $" in text(result)
 
 
 async def test_an_unknown_price_is_null_with_a_reason_and_the_call_still_runs(
@@ -210,6 +213,26 @@ async def test_concurrent_calls_cannot_both_squeeze_under_the_budget(
     assert billed(fake) == ["submit"] * 3
 
 
+async def test_two_processes_sharing_the_history_share_the_budget_exactly(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    env = env_for(sandbox, FAL_MCP_DAILY_BUDGET_USD="0.01")
+    env["FAL_MCP_STATE_DIR"] = str(tmp_path / "shared")
+    call = {"endpoint_id": FLUX, "input": {"prompt": "x"}}
+    results: list[CallToolResult] = []
+    with http_server(env, tmp_path) as one, http_server(env, tmp_path) as two:
+
+        async def calls(url: str) -> None:
+            async with Client(url) as client:
+                results.extend([await client.call_tool("submit", call) for _ in range(4)])
+
+        async with anyio.create_task_group() as group:
+            for url in (one.url, two.url, one.url, two.url):
+                group.start_soon(calls, url)
+    assert sum(not result.is_error for result in results) == 3  # $0.003 each: 3 fit in $0.01, whoever sent them
+    assert billed(fake) == ["submit"] * 3
+
+
 async def test_a_daily_budget_without_a_history_refuses(sandbox: SandboxServer, fake: FakeFal) -> None:
     async with client_of(sandbox, state_dir="off", daily_budget_usd=1.0) as client:
         message = await refused(client, "submit", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
@@ -307,6 +330,22 @@ async def test_confirmation_over_streamable_http_on_both_eras(
     assert billed(fake) == ["submit", "submit"]
 
 
+async def test_a_stateless_legacy_connection_cannot_be_asked_and_is_told_the_way(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """A stateless legacy server has no channel to send the client a question; a 2026-07-28 client still gets one."""
+    env = env_for(sandbox, FAL_MCP_CONFIRM_ABOVE_USD="0.5")
+    with http_server(env, tmp_path, "--stateless") as server:
+        legacy, modern = User("accept"), User("accept")
+        async with Client(server.url, mode="legacy", elicitation_callback=legacy) as client:
+            told = await refused(client, "submit", VIDEO_SUBMIT)
+        async with Client(server.url, mode=MODERN, elicitation_callback=modern) as client:
+            asked = await client.call_tool("submit", VIDEO_SUBMIT)
+    assert "call again with max_cost_usd=1.4" in told and legacy.asked == []
+    assert not asked.is_error and modern.asked == [QUESTION]
+    assert billed(fake) == ["submit"]
+
+
 # -- 4. the real charge ---------------------------------------------------------------------------------------
 
 
@@ -394,7 +433,13 @@ async def test_get_model_schema_says_how_the_price_is_computed(sandbox: SandboxS
 async def test_rest_submit_returns_the_estimate_and_takes_max_cost_usd(
     sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
 ) -> None:
-    env = env_for(sandbox, FAL_MCP_CONFIRM_ABOVE_USD="1", FAL_MCP_MAX_COST_PER_CALL_USD="2")
+    env = env_for(
+        sandbox,
+        FAL_MCP_CONFIRM_ABOVE_USD="1",
+        FAL_MCP_MAX_COST_PER_CALL_USD="2",
+        FAL_MCP_DAILY_BUDGET_USD="3",
+        FAL_MCP_STATE_DIR=str(tmp_path / "state"),
+    )
     with http_server(env, tmp_path, "--rest") as server:
         url = f"{server.base}/v1/models/{VIDEO}/requests"
         async with httpx.AsyncClient(timeout=30) as http:
@@ -403,6 +448,8 @@ async def test_rest_submit_returns_the_estimate_and_takes_max_cost_usd(
             too_much = await http.post(url, params={"max_cost_usd": "3"}, json={"prompt": "x", "duration": "10"})
             cheap = await http.post(f"{server.base}/v1/models/{FLUX}/requests", json={"prompt": "x"})
             bad = await http.post(url, params={"max_cost_usd": "lots"}, json={"prompt": "x"})
+            again = await http.post(url, params={"max_cost_usd": "1.4"}, json={"prompt": "x"})  # $2.803 of $3
+            over = await http.post(url, params={"max_cost_usd": "1.4"}, json={"prompt": "x"})
     assert asks.status_code == 403 and "call again with max_cost_usd=1.4" in asks.json()["error"]["message"]
     assert asks.json()["error"]["error_type"] == "refused"
     assert agreed.status_code == 200 and agreed.json()["estimated_cost_usd"] == pytest.approx(1.4)
@@ -410,27 +457,24 @@ async def test_rest_submit_returns_the_estimate_and_takes_max_cost_usd(
     assert too_much.status_code == 403 and "FAL_MCP_MAX_COST_PER_CALL_USD" in too_much.json()["error"]["message"]
     assert cheap.status_code == 200 and cheap.json()["estimated_cost_usd"] == pytest.approx(0.003)
     assert bad.status_code == 400
-    assert billed(fake) == ["submit", "submit"]
+    assert again.status_code == 200
+    assert over.status_code == 429 and "FAL_MCP_DAILY_BUDGET_USD" in over.json()["error"]["message"]
+    assert 86000 < int(over.headers["retry-after"]) <= 86400
+    assert billed(fake) == ["submit"] * 3
 
 
 # -- the history keeps its rows when the cost columns arrive ------------------------------------------------------
 
 
-def test_an_older_history_file_gains_the_cost_columns_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite3"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, partition TEXT NOT NULL, request_id TEXT,"
-            " endpoint_id TEXT NOT NULL, origin TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,"
-            " updated_at REAL NOT NULL, error TEXT, error_type TEXT, media_urls TEXT NOT NULL DEFAULT '[]',"
-            " input_digest TEXT NOT NULL, input_summary TEXT NOT NULL)"
-        )
-        db.execute(
-            "INSERT INTO requests (partition, request_id, endpoint_id, origin, state, created_at, updated_at,"
-            " input_digest, input_summary) VALUES ('p', 'r1', 'fal-ai/flux/dev', 'submit', 'COMPLETED', ?, ?, 'd', '{}')",
-            (time.time(), time.time()),
-        )
-    history = History(path)
+@pytest.mark.parametrize("layout", [1, 2])
+def test_an_older_history_file_gains_the_cost_columns_and_keeps_its_rows(tmp_path: Path, layout: int) -> None:
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        db.executescript(VERSION_1)
+        if layout == 2:  # what the layout before the cost columns looked like
+            db.execute("ALTER TABLE requests ADD COLUMN owner TEXT")
+            db.execute("PRAGMA user_version = 2")
+        insert(db, [("p", "r1", FLUX, "COMPLETED", time.time())])
+    history = History.open(tmp_path)
     try:
         rows = anyio.run(lambda: history.recent("p"))
         spent = anyio.run(lambda: history.spend_since("p", 0))
@@ -438,3 +482,26 @@ def test_an_older_history_file_gains_the_cost_columns_and_keeps_its_rows(tmp_pat
         history.close()
     assert [(row.request_id, row.estimated_cost_usd, row.actual_cost_usd) for row in rows] == [("r1", None, None)]
     assert spent == 0.0
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        assert {"estimated_cost_usd", "actual_cost_usd", "charge_checked_at"} <= columns
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_task_capable_client_is_asked_before_its_task_starts(sandbox: SandboxServer, fake: FakeFal) -> None:
+    user = User("accept")
+    tasks = TasksClient()
+    server = create_server(settings_for(sandbox, confirm_above_usd=0.5))
+    async with Client(server, mode=MODERN, elicitation_callback=user, extensions=[tasks]) as client:
+        result = await client.call_tool("run-model", {"endpoint_id": VIDEO, "input": {"prompt": "x"}})
+    assert not result.is_error, text(result)
+    assert user.asked == [QUESTION] and len(tasks.created) == 1  # asked first, then the run became a task
+    assert billed(fake) == ["submit"]
+
+
+async def test_the_admin_key_is_registered_with_the_log_redactor(sandbox: SandboxServer, fake: FakeFal) -> None:
+    admin = "an-admin-key-only-this-test-knows-0123456789"
+    assert redactor.scrub(f"Key {admin}") != "Key [REDACTED]"
+    async with client_of(sandbox, admin_key=admin) as client:
+        await client.list_tools()
+    assert redactor.scrub(f"Key {admin}") == "Key [REDACTED]"

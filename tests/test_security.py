@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from fal_mcp.logs import REDACTED, SecretRedactor
-from fal_mcp.sandbox import FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, FakeFal, Fault, SandboxServer
 from tests.conftest import OTHER_KEY, env_for
-from tests.harness import connect, http_server
+from tests.harness import connect, fal_mcp_command, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +145,29 @@ def test_redactor_scrubs_keys_and_their_halves() -> None:
     output = stream.getvalue()
     assert KEY_ID not in output and KEY_SECRET not in output
     assert output.count(REDACTED) >= 4
+
+
+async def test_the_admin_key_goes_only_to_billing_events_and_never_shows(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    fake.billing_lag_s = 0.0
+    env = env_for(sandbox, FAL_ADMIN_KEY=SANDBOX_ADMIN_KEY, FAL_MCP_LOG_LEVEL="DEBUG", FAL_MCP_STATE_DIR=str(tmp_path))
+    params = StdioServerParameters(command=fal_mcp_command(), args=[], env=env, cwd=tmp_path)
+    shown: list[str] = []
+    stderr = tmp_path / "server.stderr"
+    with stderr.open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            for tool, arguments in (
+                ("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}, "mode": "sync"}),
+                ("list-requests", {}),
+                ("search-models", {"query": "image"}),
+            ):
+                shown.append((await client.call_tool(tool, arguments)).model_dump_json())
+    logs = stderr.read_text()
+    assert "DEBUG" in logs and "billing-events" in logs  # verbose, and the charge was looked up
+    for where, texts in (("a tool result", shown), ("the server's logs", [logs])):
+        assert not any(SANDBOX_ADMIN_KEY in text for text in texts), f"the admin key leaked into {where}"
+    lookups = fake.requests_for("billing-events")
+    assert lookups and all(r.headers["authorization"] == f"Key {SANDBOX_ADMIN_KEY}" for r in lookups)
+    others = [r for r in fake.requests if r.route != "billing-events"]
+    assert others and not any(SANDBOX_ADMIN_KEY in r.headers.get("authorization", "") for r in others)

@@ -386,20 +386,40 @@ class History:
     # -- writes -------------------------------------------------------------------------------------
 
     async def begin(
-        self, partition: str, endpoint_id: str, payload: Any, origin: str, *, estimated_cost_usd: float | None = None
+        self,
+        partition: str,
+        endpoint_id: str,
+        payload: Any,
+        origin: str,
+        *,
+        estimated_cost_usd: float | None = None,
+        spend_limit: SpendLimit | None = None,
     ) -> int | None:
         """Note a request about to be sent (with what it is estimated to cost); returns the row to complete once fal
-        answers."""
+        answers.
+
+        With `spend_limit`, the key's spend since `spend_limit.since` plus this estimate must fit `spend_limit.usd`,
+        or nothing is written and `OverBudget` says what was spent: the sum and the insert are one transaction, so
+        calls of every process sharing the file are counted exactly, one after another.
+        """
         now = time.time()
         digest, summary = input_digest(payload), json.dumps(summarize_input(payload), ensure_ascii=False)
+        row = (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owner(), estimated_cost_usd)
 
         def insert(db: sqlite3.Connection) -> int | None:
-            cursor = db.execute(
-                "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
-                " input_summary, owner, estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owner(), estimated_cost_usd),
-            )
-            return cursor.lastrowid
+            if spend_limit is None:
+                return db.execute(_INSERT, row).lastrowid
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between the sum and the insert
+            try:
+                spent = _spent(db, partition, spend_limit.since)
+                if spent + (estimated_cost_usd or 0.0) > spend_limit.usd:
+                    raise OverBudget(spent)
+                row_id = db.execute(_INSERT, row).lastrowid
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return row_id
 
         return await self._run(insert, None)
 
@@ -496,13 +516,7 @@ class History:
         """What the key's requests made since `since` (epoch seconds) cost: charges where known, else estimates.
         None when there is no history to read."""
 
-        def total(db: sqlite3.Connection) -> float | None:
-            row = db.execute(
-                f"SELECT SUM({_COST}) FROM requests WHERE partition = ? AND created_at >= ?", (partition, since)
-            )
-            return float(row.fetchone()[0] or 0.0)
-
-        return await self._run(total, None)
+        return await self._run(lambda db: _spent(db, partition, since), None)
 
     async def spend_timeline(self, partition: str, since: float) -> list[tuple[float, float]]:
         """(created_at, cost) of the key's costed requests since `since`, oldest first: when spend leaves a window."""
@@ -544,6 +558,31 @@ class History:
         await self._run(update, None)
 
 
+@dataclass(frozen=True, slots=True)
+class SpendLimit:
+    """What a key's requests created since `since` (epoch seconds) may cost in all, in USD."""
+
+    usd: float
+    since: float
+
+
+class OverBudget(Exception):
+    """A request was not written: it would have taken its key's spend over the limit (`spent` so far)."""
+
+    def __init__(self, spent: float) -> None:
+        super().__init__(f"spent {spent}")
+        self.spent = spent
+
+
+def _spent(db: sqlite3.Connection, partition: str, since: float) -> float:
+    row = db.execute(f"SELECT SUM({_COST}) FROM requests WHERE partition = ? AND created_at >= ?", (partition, since))
+    return float(row.fetchone()[0] or 0.0)
+
+
+_INSERT = (
+    "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest, input_summary,"
+    " owner, estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 FINISHED_STATES = ("COMPLETED", FAILED, CANCELLED)
 """States in which fal may have charged a request and will not charge it more."""
 _COST = "COALESCE(actual_cost_usd, estimated_cost_usd, 0)"

@@ -34,7 +34,7 @@ from fal_mcp.jobs.cost import estimates
 from fal_mcp.jobs.cost.estimates import Estimate
 from fal_mcp.jobs.cost.limits import UNLIMITED, Spend
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
-from fal_mcp.jobs.history import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, media_urls
+from fal_mcp.jobs.history import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, SpendLimit, media_urls
 from fal_mcp.jobs.preflight import check_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
@@ -145,10 +145,7 @@ class Operations:
         payload, estimate = await self._admit(endpoint, payload, validate=validate, spend=spend)
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload):
-            async with self.state.budget.admitted(partition, estimate):
-                row = await history.begin(
-                    partition, str(endpoint), payload, "run-model (sync)", estimated_cost_usd=estimate.usd
-                )
+            row = await self._record(endpoint, payload, "run-model (sync)", estimate)
             try:
                 ran = await self.caller.fal.run(endpoint, payload, options)
             except BaseException as exc:
@@ -178,8 +175,7 @@ class Operations:
         payload, estimate = await self._admit(endpoint, payload, validate=validate, spend=spend)
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
-            async with self.state.budget.admitted(partition, estimate):
-                row = await history.begin(partition, str(endpoint), payload, origin, estimated_cost_usd=estimate.usd)
+            row = await self._record(endpoint, payload, origin, estimate)
             try:
                 submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
             except BaseException as exc:
@@ -198,6 +194,23 @@ class Operations:
             estimated_cost_usd=estimate.usd,
             estimate_basis=estimate.basis,
         )
+
+    async def _record(
+        self, endpoint: EndpointId, payload: Mapping[str, Any], origin: str, estimate: Estimate
+    ) -> int | None:
+        """The history row of a request about to be sent, with its estimate, written only if it fits the budget."""
+
+        async def begin(limit: SpendLimit | None) -> int | None:
+            return await self.state.history.begin(
+                self.caller.partition,
+                str(endpoint),
+                payload,
+                origin,
+                estimated_cost_usd=estimate.usd,
+                spend_limit=limit,
+            )
+
+        return await self.state.budget.record(self.caller.partition, estimate, begin)
 
     async def _sent_but_failed(self, row: int | None, exc: BaseException, *, ran_synchronously: bool) -> None:
         """What the history keeps of a request whose sending failed: a trace whenever fal may hold or have run it.

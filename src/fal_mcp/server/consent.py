@@ -5,12 +5,14 @@ the call answers with the question (`InputRequiredResult`) and the client retrie
 seals that round trip with `RequestStateSecurity`); on earlier versions the server sends `elicitation/create` in the
 middle of the call. `confirm_cost` runs before the tool's body: it works out the estimate and runs every check the
 call will meet (so nobody is asked about a call that would be refused anyway), and asks only when the user's consent
-is what is missing and the client can be asked. The body then sends nothing unless the answer was accept.
+is what is missing and the client can be asked. The body then sends nothing unless the answer was accept. A client
+that takes MCP tasks is asked before any task exists: a call answered with a question never got under way, so it is
+an ordinary answer (`fal_mcp.server.tasks`), and the retried, accepted call becomes the task.
 
-A client that cannot be asked (no form elicitation, a legacy connection that cannot carry a request to the client, a
-background task) is not asked: the call is refused with the estimate and how to proceed (`max_cost_usd` at least the
-estimate, once the user agreed), by the same check that guards REST. `confirm_cost` never raises: whatever goes wrong
-while it looks is found again, and worded, by the tool's own checks.
+A client that cannot be asked (no form elicitation, or a legacy connection that cannot carry a request to the
+client: stateless HTTP) is not asked: the call is refused with the estimate and how to proceed (`max_cost_usd` at
+least the estimate, once the user agreed), by the same check that guards REST. `confirm_cost` never raises:
+whatever goes wrong while it looks is found again, and worded, by the tool's own checks.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from fal_mcp.jobs.cost.limits import Spend
 from fal_mcp.jobs.failures import ToolFailure
 from fal_mcp.jobs.operations import Operations
 from fal_mcp.server.context import app_state, caller_of
-from fal_mcp.server.tasks import running_as_task
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ class NotAsked:
 
 def can_ask(ctx: Context[Any, Any]) -> bool:
     """Whether this call's client can be asked a form question now."""
-    if running_as_task.get():
-        return False  # a background run has nobody waiting on its call
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):

@@ -6,9 +6,10 @@
   surface asks clients that can be asked), or `max_cost_usd` at least the estimate (clients that cannot be asked,
   REST).
 - `FAL_MCP_DAILY_BUDGET_USD`: per key (its partition), what its requests of the last 24 hours cost (fal's charges
-  where known, else estimates, read from the history) plus this call may not exceed it. The check and the history
-  row that carries the call's estimate happen under one lock per key, so two concurrent calls of a process cannot
-  both squeeze under the budget.
+  where known, else estimates, read from the history) plus this call may not exceed it. The sum and the history row
+  that carries the call's estimate are written in one transaction (`History.begin` with a `SpendLimit`), so two
+  concurrent calls cannot both squeeze under the budget, in one process or in several sharing the file. A call that
+  seems over budget first has fal's charges brought up to date (they may be lower than the estimates counted).
 
 With any of these set, a call whose cost cannot be estimated is refused (fail closed). Each refusal is a
 `CostRefused` naming the estimate, the limit and the setting or argument, and saying what to do; nothing reaches fal.
@@ -17,15 +18,12 @@ With any of these set, a call whose cost cannot be estimated is refused (fail cl
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import anyio
 
 from fal_mcp.jobs.cost.estimates import Estimate, usd
 from fal_mcp.jobs.guards import Refused
-from fal_mcp.jobs.history import History
+from fal_mcp.jobs.history import History, OverBudget, SpendLimit
 from fal_mcp.settings import Settings
 
 DAY_S = 86_400.0
@@ -116,10 +114,12 @@ class CostLimits:
 
 Refresh = Callable[[str, float], Awaitable[None]]
 """Brings a key's recent charges up to date in the history (`charges.Charges.refresh`)."""
+Record = Callable[[SpendLimit | None], Awaitable[int | None]]
+"""Writes the call's history row (`History.begin`), within a spend limit when one is given."""
 
 
 class Budget:
-    """The daily budget of each key, counted from the history; one lock per key makes check-and-record atomic."""
+    """The daily budget of each key, counted in the history (`History.begin` checks and records in one transaction)."""
 
     def __init__(
         self,
@@ -133,52 +133,68 @@ class Budget:
         self.daily = daily
         self._refresh = refresh
         self._clock = clock
-        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
 
     async def check(self, partition: str, estimate: Estimate) -> None:
-        """Refuse a call that does not fit the key's budget as it stands (before any work is done for it)."""
-        if self.daily is not None:
-            await self._check(partition, estimate)
-
-    @asynccontextmanager
-    async def admitted(self, partition: str, estimate: Estimate) -> AsyncGenerator[None]:
-        """Hold the key's budget while the block records the call (its history row, with the estimate), or raise
-        `CostRefused` when the call does not fit."""
+        """Refuse a call that does not fit the key's budget as it stands, before any work is done for it (`record`
+        checks again, exactly, when the call is written down)."""
         if self.daily is None:
-            yield
             return
-        lock, users = self._locks.get(partition, (anyio.Lock(), 0))
-        self._locks[partition] = (lock, users + 1)
-        try:
-            async with lock:
-                await self._check(partition, estimate)
-                yield
-        finally:
-            lock, users = self._locks[partition]
-            if users == 1:
-                del self._locks[partition]
-            else:
-                self._locks[partition] = (lock, users - 1)
-
-    async def _check(self, partition: str, estimate: Estimate) -> None:
-        assert self.daily is not None
-        cost = estimate.usd or 0.0
         since = self._clock() - DAY_S
         spent = await self.history.spend_since(partition, since)
         if spent is None:
             raise CostRefused(
-                "this server has a daily budget (FAL_MCP_DAILY_BUDGET_USD) but no request history to count "
-                f"spend in. {NOTHING_SENT} Turn the history on (FAL_MCP_STATE_DIR) or unset the budget.",
+                "this server has a daily budget (FAL_MCP_DAILY_BUDGET_USD) but no request history to count spend in. "
+                f"{NOTHING_SENT} Turn the history on (FAL_MCP_STATE_DIR) or unset the budget.",
                 status_code=503,
             )
-        if spent + cost > self.daily and self._refresh is not None:
-            await self._refresh(partition, since)  # fal's charges may be lower than the estimates counted so far
-            spent = await self.history.spend_since(partition, since) or 0.0
-        if spent + cost <= self.daily:
-            return
+        if spent + (estimate.usd or 0.0) > self.daily:
+            await self._over(partition, estimate, since, spent, record=None)
+
+    async def record(self, partition: str, estimate: Estimate, record: Record) -> int | None:
+        """Write the call down (`record`) if it fits the key's budget; else refresh fal's charges once (they may be
+        lower than the estimates counted) and try again, or raise `CostRefused`."""
+        if self.daily is None:
+            return await record(None)
+        limit = SpendLimit(self.daily, since=self._clock() - DAY_S)
+        try:
+            row = await record(limit)
+        except OverBudget as over:
+            row = await self._over(partition, estimate, limit.since, over.spent, record=lambda: record(limit))
+        if row is None:
+            raise CostRefused(
+                f"this server's daily budget (FAL_MCP_DAILY_BUDGET_USD) could not be counted: the request history did "
+                f"not record the call. {NOTHING_SENT} Retry in a moment.",
+                status_code=503,
+            )
+        return row
+
+    async def _over(
+        self,
+        partition: str,
+        estimate: Estimate,
+        since: float,
+        spent: float,
+        *,
+        record: Callable[[], Awaitable[int | None]] | None,
+    ) -> int | None:
+        """The call seems over budget: with fal's charges brought up to date, write it down after all (`record`), or
+        refuse it."""
+        assert self.daily is not None
+        if self._refresh is not None:
+            await self._refresh(partition, since)
+            if record is not None:
+                try:
+                    return await record()
+                except OverBudget as over:
+                    spent = over.spent
+            else:
+                spent = await self.history.spend_since(partition, since) or 0.0
+                if spent + (estimate.usd or 0.0) <= self.daily:
+                    return None
+        cost = estimate.usd or 0.0
         said = (
-            f"this call would cost about {usd(cost)} ({estimate.basis}), and this key has spent "
-            f"{usd(spent)} of its {usd(self.daily)} daily budget in the last 24 hours (FAL_MCP_DAILY_BUDGET_USD)."
+            f"this call would cost about {usd(cost)} ({estimate.basis}), and this key has spent {usd(spent)} of its "
+            f"{usd(self.daily)} daily budget in the last 24 hours (FAL_MCP_DAILY_BUDGET_USD)."
         )
         if cost > self.daily:
             raise CostRefused(f"{said} {NOTHING_SENT} This call alone costs more: ask for less.", status_code=403)

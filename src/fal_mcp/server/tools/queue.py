@@ -84,10 +84,10 @@ async def _saving(ctx: Context[Any, Any], ops: Operations, save_to: str | None) 
 
 
 def cost_note(result: Costed) -> str:
-    """The estimate in words, for a headline: "estimated cost about $0.0030", or why it is unknown."""
+    """The estimate in words, for a headline: "estimated cost: about $0.003", or why it is unknown."""
     if result.estimated_cost_usd is not None:
-        return f"estimated cost about {usd(result.estimated_cost_usd)}"
-    return f"estimated cost unknown: {result.estimate_basis}"
+        return f"estimated cost: about {usd(result.estimated_cost_usd)}"
+    return f"estimated cost: unknown ({result.estimate_basis})"
 
 
 async def _reply(
@@ -100,7 +100,7 @@ async def _reply(
             f" (request {result.request_id})." if result.request_id else "."
         )
     if isinstance(result, RunResult) and result.estimate_basis is not None:
-        headline += f" Its {cost_note(result)}."
+        headline += f" E{cost_note(result)[1:]}."
     if saving is not None:
         saver, folder = saving
         if result.next_step is None:
