@@ -372,7 +372,7 @@ async def test_the_real_charge_replaces_the_estimate(sandbox: SandboxServer, fak
         assert answer.structured_content is not None
         row = answer.structured_content["requests"][0]
         assert row["estimated_cost_usd"] == pytest.approx(1.4) and "actual_cost_usd" not in row
-    assert "they cost $0.70:" in text(late) and " - $0.70 - 1 media" in text(late)
+    assert "total $0.70:" in text(late) and " - $0.70 - 1 media" in text(late)
     assert late.structured_content is not None
     row = late.structured_content["requests"][0]
     assert row["actual_cost_usd"] == pytest.approx(0.7) and row["estimated_cost_usd"] == pytest.approx(1.4)
@@ -397,7 +397,7 @@ async def test_without_an_admin_key_estimates_stand_marked(
                 "run-model", {"endpoint_id": VIDEO, "input": {"prompt": "x", "duration": duration}, "mode": "sync"}
             )
         answer = await list_requests(client)
-    assert "they cost $4.20 (estimated: FAL_ADMIN_KEY would show fal's charges):" in text(answer)
+    assert "total $4.20 (estimated: FAL_ADMIN_KEY would show fal's charges):" in text(answer)
     assert text(answer).count("(estimated)") == 2
     assert fake.requests_for("billing-events") == []
 

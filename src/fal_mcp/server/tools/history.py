@@ -57,7 +57,7 @@ def _total(records: list[RequestRecord], charges_known: bool) -> str:
     if not costs:
         return ""
     estimated = sum(r.estimated_cost_usd or 0.0 for r in records if r.actual_cost_usd is None)
-    total = f"; they cost {usd(sum(costs))}"
+    total = f"; total {usd(sum(costs))}"
     if estimated and estimated < sum(costs):
         total += f", of which {usd(estimated)} estimated"
     elif estimated:
