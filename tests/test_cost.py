@@ -184,7 +184,7 @@ async def test_the_daily_budget_counts_calls_per_key_and_says_when_it_frees_up(
     assert not any(answer.is_error for answer in answers)
     assert message.startswith(
         "submit: this call would cost about $0.003 (1 image (num_images) x 1 MP each (landscape_4_3 is 1024x768, "
-        "rounded up) at $0.003 per megapixel), and this key has spent $0.009 of its $0.01 daily budget in the last "
+        "rounded up) at $0.003 per megapixel), and this caller has spent $0.009 of its $0.01 daily budget in the last "
         "24 hours (FAL_MCP_DAILY_BUDGET_USD). Nothing was sent to fal. It fits again in about 24.0 hours"
     )
     # a restart keeps the spend: it lives in the history

@@ -193,7 +193,7 @@ class Budget:
                     return None
         cost = estimate.usd or 0.0
         said = (
-            f"this call would cost about {usd(cost)} ({estimate.basis}), and this key has spent {usd(spent)} of its "
+            f"this call would cost about {usd(cost)} ({estimate.basis}), and this caller has spent {usd(spent)} of its "
             f"{usd(self.daily)} daily budget in the last 24 hours (FAL_MCP_DAILY_BUDGET_USD)."
         )
         if cost > self.daily:
