@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from fal_mcp.logs import redactor
 from fal_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from fal_mcp.fal.client import FalClient
     from fal_mcp.fal.storage import FalStorage
     from fal_mcp.jobs.catalog import ModelCatalog
+    from fal_mcp.jobs.cost.charges import Charges
+    from fal_mcp.jobs.cost.limits import Budget, CostLimits
     from fal_mcp.jobs.guards import Guards
     from fal_mcp.jobs.history import History
 
@@ -80,6 +83,8 @@ class AppState:
     ) -> None:
         self.settings = settings
         self._transport = transport
+        if settings.admin_key is not None:  # a secret from the start, though the charges it reads come later
+            redactor.add(settings.admin_key.get_secret_value())
         if fal is not None:
             self.__dict__["fal"] = fal
         if history is not None:
@@ -104,6 +109,27 @@ class AppState:
         from fal_mcp.jobs.guards import Guards
 
         return Guards.from_settings(self.settings)
+
+    @cached_property
+    def limits(self) -> CostLimits:
+        """What a call may cost (caps, confirmation threshold)."""
+        from fal_mcp.jobs.cost.limits import CostLimits
+
+        return CostLimits.from_settings(self.settings)
+
+    @cached_property
+    def charges(self) -> Charges:
+        """What fal charged, fetched lazily with the admin key."""
+        from fal_mcp.jobs.cost.charges import Charges
+
+        return Charges(self.history, self.fal, self.settings.admin_key)
+
+    @cached_property
+    def budget(self) -> Budget:
+        """Each key's daily budget, counted in the history."""
+        from fal_mcp.jobs.cost.limits import Budget
+
+        return Budget(self.history, self.limits.daily, refresh=self.charges.refresh)
 
     @cached_property
     def catalog(self) -> ModelCatalog:
