@@ -15,13 +15,17 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client import ClaimContext, ClientExtension, ResultClaim
-from mcp_types import CallToolResult, TextContent
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 from pydantic import TypeAdapter
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.settings import Settings
 from tests.conftest import OTHER_KEY, env_for
 from tests.harness import HttpServer, bearer_client, start_http_server
 from tests.postgres import Cluster, Relay
@@ -236,3 +240,89 @@ def test_replica_settings_that_cannot_agree_refuse_to_start(tmp_path: Path, env:
     done = run_cli(tmp_path, **env)
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "pw-in-url" not in done.stderr and "streamable HTTP on" not in done.stderr
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """What a round-robin balancer does: each HTTP request goes to the next replica in turn."""
+
+    def __init__(self, bases: list[str]) -> None:
+        self.bases = [httpx2.URL(base) for base in bases]
+        self.sent: list[int] = []
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        target = self.bases[len(self.sent) % len(self.bases)]
+        self.sent.append(target.port or 0)
+        request.url = request.url.copy_with(host=target.host, port=target.port)
+        request.headers["host"] = f"{target.host}:{target.port}"
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Accepts:
+    """A user who agrees to the cost question."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def __call__(self, context: Any, params: ElicitRequestParams) -> ElicitResult:
+        self.asked.append(params.message)
+        return ElicitResult(action="accept", content={})
+
+
+async def confirm_across(a: HttpServer, b: HttpServer) -> tuple[CallToolResult, Accepts, RoundRobin]:
+    """A 2026-07-28 client behind a round robin: the cost question comes from one replica, the retry carrying the
+    user's answer (sealed request state) goes to the other."""
+    user, balancer = Accepts(), RoundRobin([a.base, b.base])
+    headers = {"Authorization": f"Bearer {SANDBOX_KEY}"}
+    async with (
+        httpx2.AsyncClient(transport=balancer, headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(streamable_http_client(a.url, http_client=http), elicitation_callback=user) as client,
+    ):
+        result = await client.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "x"}})
+    return result, user, balancer
+
+
+async def test_an_elicitation_answered_on_the_other_replica_goes_through(
+    pair: tuple[HttpServer, HttpServer], sandbox: SandboxServer, fake: FakeFal, database_url: str, tmp_path: Path
+) -> None:
+    env = replica_env(sandbox, database_url, FAL_MCP_CONFIRM_ABOVE_USD="0.5")
+    a, b = replica(env, tmp_path), replica(env, tmp_path)
+    try:
+        result, user, balancer = await confirm_across(a, b)
+    finally:
+        a.stop()
+        b.stop()
+    assert not result.is_error, result.content
+    assert len(user.asked) == 1 and "Run fal-ai/kling-video" in user.asked[0]
+    assert len(set(balancer.sent)) == 2  # the question and the answer went to different replicas
+    assert len(fake.requests_for("submit")) == 1
+
+
+async def test_without_a_shared_secret_the_other_replica_cannot_read_the_answer(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """What the secret is for: replicas sharing only a file (no FAL_MCP_STATE_SECRET) each seal with a key of their
+    own, so an answer reaching the other one is refused and nothing is sent."""
+    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_CONFIRM_ABOVE_USD="0.5")
+    a = start_http_server(env, tmp_path, "--stateless")
+    b = start_http_server(env, tmp_path, "--stateless")
+    try:
+        with pytest.raises(BaseExceptionGroup) as refused:
+            await confirm_across(a, b)
+    finally:
+        a.stop()
+        b.stop()
+    assert refused.group_contains(MCPError, match="Invalid or expired requestState", depth=None)
+    assert not fake.requests_for("submit")
+
+
+def test_the_database_url_and_the_secret_are_never_read_from_dotenv(tmp_path: Path) -> None:
+    """A cloned repository's `.env` must not point the history (prompts, request ids) at someone else's database."""
+    (tmp_path / ".env").write_text(
+        "FAL_MCP_DATABASE_URL=postgresql://evil:pw@attacker.example/db\nFAL_MCP_STATE_SECRET=" + SECRET + "\n"
+    )
+    settings = Settings(_env_file=tmp_path / ".env")  # pyright: ignore[reportCallIssue]
+    assert settings.database_url is None and settings.state_secret is None

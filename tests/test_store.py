@@ -22,7 +22,7 @@ from fal_mcp.store import deliveries as deliveries_module
 from fal_mcp.store.counters import Admitted, Counters, Full, Limits
 from fal_mcp.store.database import Database, Link, StoreUnavailable
 from fal_mcp.store.deliveries import Deliveries
-from fal_mcp.store.history import History
+from fal_mcp.store.history import History, OverBudget, SpendLimit
 from fal_mcp.store.migrations import SCHEMA_VERSION
 from fal_mcp.store.owners import owner
 from fal_mcp.store.postgres import PostgresDatabase
@@ -327,3 +327,26 @@ async def test_a_database_that_is_down_says_which_setting_and_recovers(cluster: 
 def test_the_cluster_does_not_run_as_root(cluster: Cluster) -> None:
     assert cluster.user is None or cluster.user[0] != 0
     assert os.stat(cluster.folder).st_uid != 0 or os.geteuid() != 0
+
+
+async def test_a_daily_budget_holds_for_every_process_together(opener: Opener) -> None:
+    """Ten $1 calls at once through two processes against a $3 budget: exactly three are written (and sent)."""
+    here, there = History(opener()), History(opener())
+    limit = SpendLimit(usd=3.0, since=time.time() - 86400)
+    written: list[int | None] = []
+    refused: list[OverBudget] = []
+
+    async def call(history: History, n: int) -> None:
+        try:
+            written.append(
+                await history.begin("key", "fal-ai/flux", {"n": n}, "submit", estimated_cost_usd=1.0, spend_limit=limit)
+            )
+        except OverBudget as over:
+            refused.append(over)
+
+    async with anyio.create_task_group() as group:
+        for n in range(10):
+            group.start_soon(call, (here, there)[n % 2], n)
+    assert len(written) == 3 and all(row is not None for row in written) and len(refused) == 7
+    assert await there.spend_since("key", limit.since) == 3.0
+    assert {over.spent for over in refused} <= {3.0}

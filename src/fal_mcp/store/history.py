@@ -28,6 +28,12 @@ It scales and it stays small:
   be gone (`store.owners`: on this host by asking the system, on another by its silent heartbeat). A row whose
   owner cannot be checked at all (a file from an older version) is settled once it is older than `STALE_SUBMIT_S`;
   if its process was alive after all, fal's answer still lands on the row and replaces the `UNKNOWN`.
+
+The history also keeps what each request costs: the estimate written with the row before it is sent, and the
+charge fal reports later (`record_charge`). A key's spend over a period (`spend_since`, `spend_timeline`) is the
+sum of its rows' charges, or of their estimates where no charge is known yet: the daily budget reads it here, so
+it outlives restarts and is shared by every process on the store. `begin` with a `SpendLimit` sums and inserts in
+one transaction under the key's lock, so the budget holds exactly across processes and replicas.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from fal_mcp.store import owners
 from fal_mcp.store.database import Database, Link, StoreUnavailable
 from fal_mcp.store.records import (
     FILE_NAME,
+    FINISHED_STATES,
     KEPT_STATES,
     SUBMITTING,
     UNKNOWN,
@@ -171,19 +178,46 @@ class History:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def begin(self, partition: str, endpoint_id: str, payload: Any, origin: str) -> int | None:
-        """Note a request about to be sent; returns the row to complete once fal answers. A shared history that
-        cannot be written raises `StoreUnavailable`: then nothing may be sent."""
+    async def begin(
+        self,
+        partition: str,
+        endpoint_id: str,
+        payload: Any,
+        origin: str,
+        *,
+        estimated_cost_usd: float | None = None,
+        spend_limit: SpendLimit | None = None,
+    ) -> int | None:
+        """Note a request about to be sent (with what it is estimated to cost); returns the row to complete once fal
+        answers. A shared history that cannot be written raises `StoreUnavailable`: then nothing may be sent.
+
+        With `spend_limit`, the key's spend since `spend_limit.since` plus this estimate must fit `spend_limit.usd`,
+        or nothing is written and `OverBudget` says what was spent: the sum and the insert are one transaction under
+        the key's lock, so calls of every process sharing the store are counted exactly, one after another.
+        """
         now = time.time()
         digest, summary = input_digest(payload), json.dumps(summarize_input(payload), ensure_ascii=False)
+        row = (
+            partition,
+            endpoint_id,
+            origin,
+            SUBMITTING,
+            now,
+            now,
+            digest,
+            summary,
+            owners.owner(),
+            estimated_cost_usd,
+        )
 
         def insert(db: Link) -> int | None:
-            row = db.execute(
-                "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
-                " input_summary, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owners.owner()),
-            ).fetchone()
-            return int(row[0]) if row is not None else None
+            if spend_limit is None:
+                return _inserted(db, row)
+            with db.transaction(lock=f"spend:{partition}"):
+                spent = _spent(db, partition, spend_limit.since)
+                if spent + (estimated_cost_usd or 0.0) > spend_limit.usd:
+                    raise OverBudget(spent)
+                return _inserted(db, row)
 
         return await self._read(insert, None)
 
@@ -275,6 +309,86 @@ class History:
             return [_record(by_id[row_id]) for row_id in ids if row_id in by_id]
 
         return await self._read(select, [])
+
+    # -- what requests cost -------------------------------------------------------------------------
+
+    async def spend_since(self, partition: str, since: float) -> float | None:
+        """What the key's requests made since `since` (epoch seconds) cost: charges where known, else estimates.
+        None when there is no history to read."""
+
+        return await self._read(lambda db: _spent(db, partition, since), None)
+
+    async def spend_timeline(self, partition: str, since: float) -> list[tuple[float, float]]:
+        """(created_at, cost) of the key's costed requests since `since`, oldest first: when spend leaves a window."""
+
+        def select(db: Link) -> list[tuple[float, float]]:
+            sql = (
+                f"SELECT created_at, {_COST} FROM requests WHERE partition = ? AND created_at >= ?"
+                f" AND {_COST} > 0 ORDER BY created_at"
+            )
+            return [(float(at), float(cost)) for at, cost in db.execute(sql, (partition, since)).fetchall()]
+
+        return await self._read(select, [])
+
+    async def uncharged(self, partition: str, since: float, checked_before: float, limit: int) -> list[str]:
+        """Request ids of the key's finished requests since `since` whose charge is not known yet and was not asked
+        about after `checked_before`, newest first."""
+
+        def select(db: Link) -> list[str]:
+            sql = (
+                "SELECT request_id FROM requests WHERE partition = ? AND created_at >= ? AND request_id IS NOT NULL"
+                f" AND actual_cost_usd IS NULL AND state IN ({', '.join('?' * len(FINISHED_STATES))})"
+                " AND (charge_checked_at IS NULL OR charge_checked_at < ?) ORDER BY created_at DESC LIMIT ?"
+            )
+            args = (partition, since, *FINISHED_STATES, checked_before, limit)
+            return [request_id for (request_id,) in db.execute(sql, args).fetchall()]
+
+        return await self._read(select, [])
+
+    async def record_charge(self, partition: str, request_id: str, actual_usd: float | None, checked_at: float) -> None:
+        """fal was asked what a request cost: its charge (`actual_usd`), or None while fal shows none yet."""
+
+        def update(db: Link) -> None:
+            db.execute(
+                "UPDATE requests SET charge_checked_at = ?, actual_cost_usd = COALESCE(?, actual_cost_usd)"
+                " WHERE partition = ? AND request_id = ?",
+                (checked_at, actual_usd, partition, request_id),
+            )
+
+        await self._write(update, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimit:
+    """What a key's requests created since `since` (epoch seconds) may cost in all, in USD."""
+
+    usd: float
+    since: float
+
+
+class OverBudget(Exception):
+    """A request was not written: it would have taken its key's spend over the limit (`spent` so far)."""
+
+    def __init__(self, spent: float) -> None:
+        super().__init__(f"spent {spent}")
+        self.spent = spent
+
+
+_COST = "COALESCE(actual_cost_usd, estimated_cost_usd, 0)"
+_INSERT = (
+    "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest, input_summary,"
+    " owner, estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+
+
+def _inserted(db: Link, row: tuple[Any, ...]) -> int | None:
+    found = db.execute(_INSERT, row).fetchone()
+    return int(found[0]) if found is not None else None
+
+
+def _spent(db: Link, partition: str, since: float) -> float:
+    row = db.execute(f"SELECT SUM({_COST}) FROM requests WHERE partition = ? AND created_at >= ?", (partition, since))
+    return float(row.fetchone()[0] or 0.0)
 
 
 # -- the SQL, kept to plain statements (each one index range) -------------------------------------------------
@@ -424,7 +538,7 @@ def _delete_batch(db: Link, partition: str, range_: _PruneRange) -> int:
 
 _COLUMNS = (
     "request_id, endpoint_id, state, created_at, updated_at, origin, error, error_type, media_urls,"
-    " input_digest, input_summary"
+    " input_digest, input_summary, estimated_cost_usd, actual_cost_usd"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM requests"
 _SELECT_ID = f"SELECT id, {_COLUMNS} FROM requests"
@@ -435,7 +549,8 @@ def _iso(epoch: float) -> str:
 
 
 def _record(row: tuple[Any, ...]) -> RequestRecord:
-    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary = row
+    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary, *costs = row
+    estimated, actual = costs
     with contextlib.suppress(json.JSONDecodeError):
         summary = json.loads(summary)
     return RequestRecord(
@@ -450,4 +565,6 @@ def _record(row: tuple[Any, ...]) -> RequestRecord:
         media_urls=json.loads(urls or "[]"),
         input_digest=digest,
         input_summary=summary,
+        estimated_cost_usd=estimated,
+        actual_cost_usd=actual,
     )

@@ -8,7 +8,8 @@ second process waits, then finds nothing left to do. Every step runs in that one
 database as it was.
 
 Versions: 1, the first layout of the request history; 2, its owner column and an index per `list-requests` filter;
-3, the guards' counters, MCP tasks, webhook deliveries and the replicas' heartbeats.
+3, what each request cost (`estimated_cost_usd`, `actual_cost_usd`, `charge_checked_at`); 4, the guards' counters,
+MCP tasks, webhook deliveries and the replicas' heartbeats.
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ def _owners_and_indexes_postgres() -> list[str]:
     return ["ALTER TABLE requests ADD COLUMN IF NOT EXISTS owner TEXT", *INDEXES]
 
 
+COST_COLUMNS = ("estimated_cost_usd", "actual_cost_usd", "charge_checked_at")
+
+
+def _costs_sqlite(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    for column in COST_COLUMNS:
+        if column not in columns:
+            db.execute(f"ALTER TABLE requests ADD COLUMN {column} REAL")
+
+
+def _costs_postgres() -> list[str]:
+    return [f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column} DOUBLE PRECISION" for column in COST_COLUMNS]
+
+
 def _shared_state(t: Types) -> list[str]:
     return [
         # submits and runs started, one row each, kept for the sliding minute (FAL_MCP_SUBMITS_PER_MINUTE)
@@ -160,7 +175,8 @@ def _statements(statements: list[str]) -> Step:
 MIGRATIONS = (
     Migration(1, "the request history", _statements(_requests(SQLITE)), _requests(POSTGRES)),
     Migration(2, "owners and an index per filter", _owners_and_indexes_sqlite, _owners_and_indexes_postgres()),
-    Migration(3, "counters, tasks, deliveries, replicas", _statements(_shared_state(SQLITE)), _shared_state(POSTGRES)),
+    Migration(3, "what requests cost", _costs_sqlite, _costs_postgres()),
+    Migration(4, "counters, tasks, deliveries, replicas", _statements(_shared_state(SQLITE)), _shared_state(POSTGRES)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

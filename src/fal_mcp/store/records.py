@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from fal_mcp.logs import redactor
 
@@ -25,6 +26,8 @@ UNKNOWN = "UNKNOWN"
 CANCELLED = "CANCELLED"
 FAILED = "FAILED"
 ACTIVE_STATES = ("SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "CANCELLATION_REQUESTED")
+FINISHED_STATES = ("COMPLETED", FAILED, CANCELLED)
+"""States in which fal may have charged a request and will not charge it more."""
 KEPT_STATES = (*ACTIVE_STATES, UNKNOWN)
 """Rows of a request that may still be billing: never pruned to keep under the row cap."""
 MAX_SUMMARY_CHARS = 2000
@@ -47,6 +50,15 @@ class RequestRecord(BaseModel):
     media_urls: list[str] = Field(default_factory=list[str])
     input_digest: str = Field(description="sha256 of the input")
     input_summary: Any = Field(description="the input, large inline data elided")
+    # Left out of the JSON schema (list-requests' output schema is read on every turn; it is open, so records that
+    # hold them still conform): results carry them whenever they are known.
+    estimated_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="estimated before sending")
+    actual_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="what fal charged, once known")
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the request cost: fal's charge when known, else the estimate."""
+        return self.actual_cost_usd if self.actual_cost_usd is not None else self.estimated_cost_usd
 
 
 def default_state_dir() -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
@@ -19,6 +18,7 @@ from pydantic import Field
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, resolve_endpoint
 from fal_mcp.fal.errors import FalError
 from fal_mcp.fal.platform import ListedPrice, ModelListing
+from fal_mcp.jobs.cost.estimates import price_in_words
 from fal_mcp.jobs.failures import ToolFailure, explain
 from fal_mcp.jobs.results import InputField, ModelHit, ModelSchemaResult, ModelSearchResult, OutputField, Price
 from fal_mcp.jobs.state import AppState
@@ -28,7 +28,6 @@ from fal_mcp.server.tools.arguments import AppArg, EndpointArg, OwnerArg, Varian
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.spec import SEGMENTS, ToolSpec
 
-SCHEMA_RESOURCE = "fal://models/{+endpoint_id}/schema"
 MAX_LINE = 160
 
 
@@ -71,12 +70,14 @@ async def describe_model(state: AppState, ctx: Context[Any, Any], endpoint: Endp
         raise ToolFailure(f"fal lists no model {str(endpoint)!r}; find the right endpoint_id with search-models")
     meta = details.listing.metadata
     schema = details.schema
+    listed_price = await state.catalog.price(fal, endpoint)
     result = ModelSchemaResult(
         endpoint_id=str(endpoint),
         name=meta.display_name,
         category=meta.category,
         description=_one_line(meta.description),
-        price=_price(await state.catalog.price(fal, endpoint)),
+        price=_price(listed_price),
+        pricing=price_in_words(listed_price, schema),
         input=[
             InputField(
                 name=info.name,
@@ -154,27 +155,20 @@ async def get_model_schema(
     required = [field.name for field in result.input if field.required]
     headline = f"{endpoint}: {counted(len(result.input), 'input field')}"
     headline += f" (required: {', '.join(required)})" if required else ""
-    headline += f"; output: {', '.join(o.name for o in result.output) or 'undocumented'}; {_priced(result.price)}."
+    headline += f"; output: {', '.join(o.name for o in result.output) or 'undocumented'}; "
+    headline += f"{result.pricing}." if result.pricing else f"{_priced(result.price)}."
     return success(headline, result, sandbox=state.settings.sandbox)
 
 
-def register_model_resources(server: MCPServer[Any]) -> None:
-    """`fal://models/{endpoint_id}/schema`: the same answer as get-model-schema, for clients that read resources."""
-
-    @server.resource(
-        SCHEMA_RESOURCE,
-        name="model-schema",
-        title="fal model schema",
-        description="Input fields, output fields and price of one fal endpoint, e.g. fal://models/fal-ai/flux/schnell/schema",
-        mime_type="application/json",
-    )
-    async def model_schema(endpoint_id: str, ctx: Context[Any, Any]) -> str:  # pyright: ignore[reportUnusedFunction]
-        try:
-            endpoint = EndpointId.parse(endpoint_id)
-            result = await describe_model(app_state(ctx), ctx, endpoint)
-        except (InvalidIdError, ToolFailure, FalError) as error:
-            raise ResourceError(explain(error, action="model schema", endpoint=endpoint_id)) from error
-        return json.dumps(result.structured(), ensure_ascii=False, separators=(",", ":"))
+async def model_schema_resource(endpoint_id: str, ctx: Context[Any, Any]) -> str:
+    """`fal://models/{endpoint_id}/schema`: the same answer as get-model-schema, for clients that read resources
+    (registered by `server.build`)."""
+    try:
+        endpoint = EndpointId.parse(endpoint_id)
+        result = await describe_model(app_state(ctx), ctx, endpoint)
+    except (InvalidIdError, ToolFailure, FalError) as error:
+        raise ResourceError(explain(error, action="model schema", endpoint=endpoint_id)) from error
+    return json.dumps(result.structured(), ensure_ascii=False, separators=(",", ":"))
 
 
 MODEL_TOOLS = (
