@@ -7,8 +7,8 @@
 - `FAL_MCP_STATE_DIR=off`, or a file that cannot be opened: no history (`History.problem` says why); the counters,
   tasks and deliveries live in an in-memory database of this process, so the limits still hold, per process.
 
-`Store.start()` runs the upkeep in a thread of its own: a heartbeat every `BEAT_S` (how other replicas know this
-process lives), and, shortly after start and then every `PRUNE_EVERY_S`, the history's pruning and lost-submit
+`Store.start()` runs the upkeep in a thread of its own: with PostgreSQL a heartbeat every `BEAT_S` (how replicas on
+other hosts know this process lives; a SQLite file's processes share a host, where a pid says it), and, shortly after start and then every `PRUNE_EVERY_S`, the history's pruning and lost-submit
 settling, tasks of dead processes failed and expired ones forgotten, old deliveries and starts dropped.
 """
 
@@ -72,7 +72,8 @@ class Store:
             with contextlib.suppress(StoreUnavailable):
                 self.history.settle_lost_submits()
         while True:
-            self._quietly(owners.beat)
+            if self.database.shared_across_hosts:  # a file's processes share one host: their pids say if they live
+                self._quietly(owners.beat)
             if time.monotonic() >= next_prune:
                 self.upkeep()
                 next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -106,7 +107,7 @@ class Store:
         self.history.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        if self.backend != "memory":
+        if self.database.shared_across_hosts:
             with contextlib.suppress(StoreUnavailable):
                 self.database.run_blocking(owners.stopped)
         self.database.close()
