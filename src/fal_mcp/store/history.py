@@ -441,9 +441,13 @@ def _merged(db: Link, queries: list[tuple[str, list[Any]]], limit: int) -> list[
 
 def _endpoints_under(db: Link, partition: str, prefix: str, most: int) -> list[str]:
     """The endpoint ids of a partition that are `prefix` or below it (`prefix/...`), at most `most` of them, found
-    by stepping through the endpoint index one distinct id at a time."""
-    found = [prefix] if db.execute(_ENDPOINT_EXISTS, (partition, prefix)).fetchone() else []
+    by stepping through the endpoint index one distinct id at a time (on PostgreSQL in one recursive statement, so
+    a prefix costs one round trip, not one per model)."""
     after, before = prefix + "/", prefix + "0"
+    if getattr(db, "dialect", "sqlite") == "postgres":
+        rows = db.execute(_ENDPOINTS_UNDER, (partition, after, before, partition, before, partition, prefix, most))
+        return [endpoint for (endpoint,) in rows.fetchall()][:most]
+    found = [prefix] if db.execute(_ENDPOINT_EXISTS, (partition, prefix)).fetchone() else []
     row = db.execute(_FIRST_ENDPOINT_FROM, (partition, after, before)).fetchone()
     while row is not None and len(found) < most:
         found.append(row[0])
@@ -452,6 +456,22 @@ def _endpoints_under(db: Link, partition: str, prefix: str, most: int) -> list[s
 
 
 _ENDPOINT_EXISTS = "SELECT 1 FROM requests WHERE partition = ? AND endpoint_id = ? LIMIT 1"
+_ENDPOINTS_UNDER = """
+WITH RECURSIVE below(endpoint_id) AS (
+    (SELECT endpoint_id FROM requests WHERE partition = ? AND endpoint_id >= ? AND endpoint_id < ?
+     ORDER BY endpoint_id LIMIT 1)
+  UNION ALL
+    SELECT (SELECT r.endpoint_id FROM requests r WHERE r.partition = ? AND r.endpoint_id > below.endpoint_id
+            AND r.endpoint_id < ? ORDER BY r.endpoint_id LIMIT 1)
+    FROM below WHERE below.endpoint_id IS NOT NULL
+)
+SELECT endpoint_id FROM (
+    (SELECT endpoint_id FROM requests WHERE partition = ? AND endpoint_id = ? LIMIT 1)
+  UNION ALL
+    (SELECT endpoint_id FROM below WHERE endpoint_id IS NOT NULL LIMIT ?)
+) AS under
+"""
+"""`_endpoints_under` on PostgreSQL: the prefix itself, then each distinct id below it, one index probe each."""
 _FIRST_ENDPOINT_FROM = (
     "SELECT endpoint_id FROM requests WHERE partition = ? AND endpoint_id >= ? AND endpoint_id < ?"
     " ORDER BY endpoint_id LIMIT 1"
