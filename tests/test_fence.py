@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -89,6 +90,29 @@ def test_local_path_refuses(reference: str, reason: str) -> None:
 )
 def test_sensitive_names(parts: tuple[str, ...], refused: bool) -> None:
     assert (sensitive_reason(parts) is not None) == refused
+
+
+@pytest.mark.parametrize(
+    ("reference", "reason"),
+    [
+        ("file:///srv/me/cat%00.png", "NUL character (%00 in the URI)"),
+        ("file:///srv/me/cat%0A.png", "control character (U+000A) (%0A in the URI)"),
+        ("file:///srv/me/cat%1b.png", "control character (U+001B)"),
+        ("file:///srv/me/cat%7F.png", "control character (U+007F)"),
+        ("/srv/me/ca\tt.png", "control character (U+0009)"),
+        ("file:///srv/me/cat%FF.png", "not UTF-8"),
+        ("/srv/me/cat\ud800.png", "not valid Unicode"),
+        ("file://[::1/srv/me/cat.png", "malformed"),
+        ("/srv/me/" + "a" * 256, "too long"),
+        ("/srv/me/" + "é" * 128, "too long"),  # 256 bytes in UTF-8
+        ("/srv/" + "me/" * 1400 + "cat.png", "too long"),
+        ("file:///srv/" + "%41" * 20_000, "too long"),
+    ],
+)
+def test_local_path_refuses_what_names_no_file(reference: str, reason: str) -> None:
+    with pytest.raises(UploadRefused, match=re.escape(reason)) as refused:
+        local_path(reference, windows=False, home=HOME)
+    assert len(str(refused.value)) < 300  # a refusal is one sentence, not the input echoed back
 
 
 @pytest.mark.parametrize(
@@ -333,4 +357,28 @@ async def test_hard_links_system_folders_and_hidden_real_paths_are_refused(
     async with connect("memory", sandbox, tmp_path, upload_roots=roots) as client:
         for path, reason in refused.items():
             assert reason in refusal(await client.call_tool("upload-file", {"path": path}), "upload-file"), path
+    assert uploaded(fake) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["memory", "stdio"])
+async def test_paths_no_file_has_get_a_clear_refusal(
+    transport: str, sandbox: SandboxServer, fake: FakeFal, tree: Tree, tmp_path: Path
+) -> None:
+    uri = tree.photo.as_uri()
+    refused = {
+        uri.replace("photo", "pho%00to"): "NUL character (%00 in the URI)",
+        uri.replace("photo", "pho%0Ato"): "control character (U+000A)",
+        uri.replace("photo", "pho%C3to"): "not UTF-8",
+        str(tree.root / ("x" * 300)): "too long",
+        "file:///" + "%41" * 1300 + ".png": "too long",
+    }
+    beyond_the_argument_cap = "file:///" + "%2F" * 5000 + "x.png"  # upload-file's `path` takes 4,096 characters
+    async with connect(transport, sandbox, tmp_path, upload_roots=str(tree.root)) as client:
+        for path, reason in refused.items():
+            assert reason in refusal(await client.call_tool("upload-file", {"path": path}), "upload-file"), path
+        for path, reason in [*refused.items(), (beyond_the_argument_cap, "too long")]:
+            if path.startswith("file:"):
+                arguments = {"endpoint_id": I2I, "input": {"prompt": "x", "image_url": path}}
+                assert reason in refusal(await client.call_tool("run-model", arguments), "run-model"), path
     assert uploaded(fake) == []

@@ -62,6 +62,12 @@ KEY_LIKE_NAMES = (
 
 SYSTEM_FOLDERS = ("proc", "sys", "dev")
 """Top-level folders that hold the system's live state (a process's environment, devices), not files."""
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+_TOO_LONG = (
+    f"the path is too long (at most {MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name); give the file's own path"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _URI_DRIVE = re.compile(r"^/[A-Za-z]:/")
 
@@ -75,13 +81,21 @@ def local_path(reference: str, *, windows: bool = os.name == "nt", home: str | N
     text = reference.strip()
     if not text:
         raise UploadRefused("the path is empty")
-    if "\x00" in text:
-        raise UploadRefused("the path contains a NUL character")
+    if len(text) > 3 * MAX_PATH_BYTES:  # even %-escaped, no real path is this long
+        raise UploadRefused(_TOO_LONG)
+    _refuse_unreadable(text)
     if text.lower().startswith("file:"):
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            raise UploadRefused("the file URI is malformed; give file:///absolute/path") from None
         if parts.netloc not in ("", "localhost"):
             raise UploadRefused(f"the file URI names another machine ({parts.netloc!r}); only local files upload")
-        text = unquote(parts.path)
+        try:
+            text = unquote(parts.path, errors="strict")
+        except UnicodeDecodeError:
+            raise UploadRefused("the file URI has %-escapes that are not UTF-8 text") from None
+        _refuse_unreadable(text, escaped=True)
         if _URI_DRIVE.match(text):
             text = text[1:]  # file:///D:/Data/... -> D:/Data/...
     looks_windows = bool(_WINDOWS_DRIVE.match(text)) or text.startswith("\\\\")
@@ -96,7 +110,23 @@ def local_path(reference: str, *, windows: bool = os.name == "nt", home: str | N
         raise UploadRefused(f"{reference!r} is not an absolute path; give the full path (or ~/...)")
     if ".." in path.parts:
         raise UploadRefused(f"{reference!r} contains '..'; give the file's own path")
+    if len(os.fsencode(str(path))) > MAX_PATH_BYTES or any(len(os.fsencode(p)) > MAX_NAME_BYTES for p in path.parts):
+        raise UploadRefused(_TOO_LONG)
     return path
+
+
+def _refuse_unreadable(text: str, *, escaped: bool = False) -> None:
+    """Refuse control characters (NUL, newline, ...) and text that is not valid Unicode: no file is named so."""
+    found = _CONTROL.search(text)
+    if found is not None:
+        code = ord(found.group())
+        what = "a NUL character" if code == 0 else f"a control character (U+{code:04X})"
+        how = f" (%{code:02X} in the URI)" if escaped else ""
+        raise UploadRefused(f"the path contains {what}{how}; no file name holds one")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UploadRefused("the path is not valid Unicode text") from None
 
 
 def sensitive_reason(parts: Iterable[str]) -> str | None:
