@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from mcp.types import ContentBlock, ImageContent, ResourceLink
 
 from fal_mcp.jobs.state import AppState
 from fal_mcp.media.fetch import FetchRefused, fetch_media
-from fal_mcp.media.previews import Preview, PreviewFailed, make_preview
+from fal_mcp.media.previews import Preview, PreviewFailed, make_preview_bounded
 from fal_mcp.media.refs import MediaRef, find_media
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def _link(ref: MediaRef, number: int) -> ResourceLink:
 
 
 class _Previewer:
+    """Makes the previews of one result: fetched in parallel, decoded within the process's bound."""
+
     def __init__(self, state: AppState) -> None:
         self._state = state
         settings = state.settings
@@ -58,29 +60,34 @@ class _Previewer:
         self._edge = settings.preview_edge_px
         self._max_bytes = settings.preview_max_kb * 1000
 
-    async def source(self, ref: MediaRef) -> bytes:
-        if ref.inline:
-            encoded = ref.url.split(",", 1)[1] if "," in ref.url else ""
-            if len(encoded) * 3 // 4 > self._max_source:
-                raise FetchRefused(f"the inline image is larger than {self._max_source / 1_000_000:g} MB")
+    async def preview(self, ref: MediaRef) -> Preview:
+        load = self._inline(ref.url) if ref.inline else await self._fetched(ref.url)
+        return await make_preview_bounded(load, edge_px=self._edge, max_bytes=self._max_bytes)
+
+    def _inline(self, uri: str) -> Callable[[], bytes]:
+        """Decoding base64 takes milliseconds per megabyte: it happens in the decoding thread, not here."""
+        encoded = uri.split(",", 1)[1] if "," in uri[:300] else ""
+        if len(encoded) * 3 // 4 > self._max_source:
+            raise FetchRefused(f"the inline image is larger than {self._max_source / 1_000_000:g} MB")
+
+        def decoded() -> bytes:
             try:
                 return base64.b64decode(encoded, validate=False)
             except (binascii.Error, ValueError):
                 raise FetchRefused("the inline data is not base64") from None
+
+        return decoded
+
+    async def _fetched(self, url: str) -> Callable[[], bytes]:
         fal = self._state.fal
-        settings = self._state.settings
         fetched = await fetch_media(
             fal.public_http,
-            ref.url,
+            url,
             fal_urls=fal.urls,
             max_bytes=self._max_source,
-            timeout_s=settings.preview_timeout_s,
+            timeout_s=self._state.settings.preview_timeout_s,
         )
-        return fetched.data
-
-    async def preview(self, ref: MediaRef) -> Preview:
-        data = await self.source(ref)
-        return await anyio.to_thread.run_sync(lambda: make_preview(data, edge_px=self._edge, max_bytes=self._max_bytes))
+        return lambda: fetched.data
 
 
 async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
