@@ -258,6 +258,7 @@ class FakeFal:
             return _json(422, {"detail": list[Json](job.problems)}, request_id)
         with self._lock:
             self.jobs[request_id] = job
+        self._spawn(asyncio.to_thread(job.prepare))  # the output exists before the job reports completion
         if job.sync:
             return await self._run(job, request)
         if job.webhook_url:

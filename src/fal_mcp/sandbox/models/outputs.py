@@ -1,7 +1,8 @@
 """What the sandbox models produce: output JSON shaped like the real models', media files, log lines.
 
-Everything here is deterministic in (request id, cleaned input), so a test can predict it, and lazy:
-nothing is rendered until a job completes and somebody looks at it.
+Everything here is deterministic in (request id, cleaned input), so a test can predict it. A job makes its
+output while it runs (`Job.prepare`), so a finished job reports at once: what a client measures after the
+completion is its own time, not the fake's picture-making.
 """
 
 from __future__ import annotations
