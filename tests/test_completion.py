@@ -8,19 +8,29 @@ How fast that is lives in `bench/long_jobs.py`; here, that it holds.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from mcp.types import CallToolResult, ImageContent
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from tests.harness import connect
+from tests.test_tools import structured, text_of
 
 pytestmark = pytest.mark.anyio
 
 FLUX = "fal-ai/flux/schnell"
+INLINE = "fal-ai/sandbox/inline-image"
 HANG_GUARD_S = 30.0
 """Not a speed target: how long a call may take before the test calls it hung."""
+
+
+def preview_data(result: CallToolResult) -> list[bytes]:
+    return [base64.b64decode(block.data) for block in result.content if isinstance(block, ImageContent)]
 
 
 class ManualClock:
@@ -58,3 +68,21 @@ async def test_the_sandbox_has_its_pictures_before_it_reports_completion(
         output = (await http.get(submitted["response_url"])).json()
         picture = await http.get(output["images"][1]["url"])
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
+
+
+async def test_get_result_reuses_the_previews_run_model_made(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with connect("memory", sandbox, tmp_path) as client:
+        ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x", "num_images": 3}})
+        rid = structured(ran)["request_id"]
+        fetched_by_run = len(fake.requests_for("cdn"))
+        again = await client.call_tool("get-result", {"endpoint_id": FLUX, "request_id": rid})
+        inline = await client.call_tool("run-model", {"endpoint_id": INLINE, "input": {"prompt": "x", "megabytes": 1}})
+        inline_again = await client.call_tool(
+            "get-result", {"endpoint_id": INLINE, "request_id": structured(inline)["request_id"]}
+        )
+    assert fetched_by_run == 3 and len(fake.requests_for("cdn")) == 3, "get-result fetched the pictures again"
+    assert len(preview_data(ran)) == 3 and preview_data(again) == preview_data(ran)
+    assert "3 of 3 images previewed" in text_of(again)
+    assert len(preview_data(inline)) == 1 and preview_data(inline_again) == preview_data(inline)

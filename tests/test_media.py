@@ -18,7 +18,7 @@ from mcp.types import ImageContent
 from PIL import Image, ImageDraw
 
 from fal_mcp.media import png_strips
-from fal_mcp.media.previews import PreviewFailed, make_preview
+from fal_mcp.media.previews import Preview, PreviewCache, PreviewFailed, make_preview, source_key
 from fal_mcp.media.refs import find_media, render_text
 from fal_mcp.sandbox import FakeFal, SandboxServer
 from tests.harness import connect
@@ -161,6 +161,22 @@ def test_previews_of_pictures_larger_than_the_budget() -> None:
         make_preview(webp.getvalue(), edge_px=128, max_bytes=20_000, budget_pixels=budget)
     with pytest.raises(PreviewFailed, match=r"20000x20000 pixels is too many to preview"):
         make_preview(header_only_png(20_000, 20_000), edge_px=128, max_bytes=20_000)
+
+
+def test_the_preview_cache_keeps_recent_previews_within_its_bytes() -> None:
+    cache = PreviewCache(max_bytes=250)
+    small = [Preview(bytes([index]) * 100, "image/jpeg", 1, 1) for index in range(3)]
+    cache.put("a", small[0])
+    cache.put("b", small[1])
+    assert cache.get("a") is small[0]  # "a" is now the most recent
+    cache.put("c", small[2])  # over 250 bytes: "b" goes
+    assert cache.get("b") is None and cache.get("a") is small[0] and cache.get("c") is small[2]
+    cache.put("huge", Preview(b"x" * 300, "image/jpeg", 1, 1))  # larger than the whole cache: not kept
+    assert cache.get("huge") is None and len(cache) == 2
+    uri = "data:image/png;base64,AAAA"
+    assert source_key(uri) == source_key(str(uri)) != source_key(uri + "A") and source_key("https://x/a.png") == (
+        "https://x/a.png"
+    )
 
 
 HUGE = "fal-ai/sandbox/huge-image"

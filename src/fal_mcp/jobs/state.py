@@ -19,6 +19,7 @@ from fal_mcp.fal.storage import FalStorage
 from fal_mcp.jobs.catalog import ModelCatalog
 from fal_mcp.jobs.guards import Guards
 from fal_mcp.jobs.history import History
+from fal_mcp.media.previews import PreviewCache
 from fal_mcp.settings import Settings
 
 IDENTITY_SCOPE_KEY = "fal_mcp.identity"
@@ -66,6 +67,8 @@ class AppState:
     """What fal's platform API says about models (schemas, prices), cached."""
     storage: FalStorage = field(default_factory=FalStorage)
     """Uploads to fal's storage (CDN tokens cached per key)."""
+    previews: PreviewCache = field(default_factory=PreviewCache)
+    """Previews of output images already made, by URL (a `get-result` of a finished request reuses them)."""
 
     def __post_init__(self) -> None:
         self.guards = Guards.from_settings(self.settings)

@@ -10,12 +10,17 @@ with more than `MAX_SOURCE_PIXELS` is refused. A picture is decoded whole only u
 (`draft`), a plain 8-bit PNG strip by strip (`png_strips`); any other large picture gets a note instead of a
 preview. Downloads may run in parallel, but at most `DECODE_SLOTS` decodes run at once in the process
 (`DECODING`), and each decoded picture is closed as soon as its small copy exists.
+
+`PreviewCache` keeps the previews already made, by URL (or by a digest of inline data), so a `get-result` of a
+finished request shows the same previews without fetching or decoding anything again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,6 +41,8 @@ DECODING = anyio.CapacityLimiter(DECODE_SLOTS)
 """Process-wide: how many previews are decoded at once (each within the budget above)."""
 QUALITIES = (85, 70, 55, 40)
 MIN_EDGE = 32
+CACHE_BYTES = 16 * 1024 * 1024
+"""How many bytes of encoded previews `PreviewCache` keeps (a preview is at most `FAL_MCP_PREVIEW_MAX_KB`)."""
 
 
 class PreviewFailed(Exception):
@@ -98,7 +105,8 @@ def _shrunk(opened: Image, data: bytes, edge: int, budget: int) -> Image:
         picture = converted
     elif picture is opened:
         picture.load()
-    picture.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=2.0)  # in place: no full-size copy
+    # In place (no full-size copy); a box reduce first, to within 1x-2x of the edge, then Lanczos.
+    picture.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=1.0)
     if picture.mode in ("RGB",):
         return picture if picture is not opened else picture.copy()
     flat = Image.new("RGB", picture.size, "white")
@@ -140,3 +148,44 @@ async def make_preview_bounded(load: Callable[[], bytes], *, edge_px: int, max_b
     return await anyio.to_thread.run_sync(
         lambda: make_preview(load(), edge_px=edge_px, max_bytes=max_bytes), limiter=DECODING
     )
+
+
+def source_key(url: str) -> str:
+    """What a preview is cached under: the URL itself, or a digest of inline (`data:`) content."""
+    if url[:5].lower() != "data:":
+        return url
+    return "sha256:" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class PreviewCache:
+    """Previews already made, by `source_key`, least recently used dropped first, within `max_bytes` in all.
+
+    One per server process: anyone whose output names the same URL may see its preview, which tells them nothing
+    the URL does not (previews are fetched without credentials).
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[str, Preview] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Preview | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: str, preview: Preview) -> None:
+        if len(preview.data) > self._max_bytes:
+            return
+        previous = self._entries.pop(key, None)
+        if previous is not None:
+            self._bytes -= len(previous.data)
+        self._entries[key] = preview
+        self._bytes += len(preview.data)
+        while self._bytes > self._max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.data)

@@ -58,7 +58,7 @@ async def _reply(ops: Operations, result: RequestResult, *, previews: bool) -> C
             f" (request {result.request_id})." if result.request_id else "."
         )
     settings = ops.state.settings
-    shown = await show_media(ops.state, result.output, previews=previews)
+    shown = await show_media(ops.state, result.output, previews=previews, request_id=result.request_id)
     reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
     reply.content += shown.blocks
     return reply
