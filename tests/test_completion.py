@@ -9,21 +9,27 @@ How fast that is lives in `bench/long_jobs.py`; here, that it holds.
 from __future__ import annotations
 
 import base64
+import contextlib
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 from mcp.types import CallToolResult, ImageContent
 
-from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.jobs.history import FILE_NAME, History
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer, default_models
 from tests.harness import connect
 from tests.test_tools import structured, text_of
 
 pytestmark = pytest.mark.anyio
 
 FLUX = "fal-ai/flux/schnell"
+VIDEO = "fal-ai/kling-video/v2/master/text-to-video"
 INLINE = "fal-ai/sandbox/inline-image"
 HANG_GUARD_S = 30.0
 """Not a speed target: how long a call may take before the test calls it hung."""
@@ -86,3 +92,62 @@ async def test_get_result_reuses_the_previews_run_model_made(
     assert len(preview_data(ran)) == 3 and preview_data(again) == preview_data(ran)
     assert "3 of 3 images previewed" in text_of(again)
     assert len(preview_data(inline)) == 1 and preview_data(inline_again) == preview_data(inline)
+
+
+def history_rows(state_dir: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(state_dir / FILE_NAME)) as db:
+        return dict(db.execute("SELECT request_id, state FROM requests WHERE request_id IS NOT NULL").fetchall())
+
+
+@pytest.fixture
+def video_sandbox() -> Iterator[SandboxServer]:
+    """The video model queues 0.3 s and runs 0.6 s: time to look at the history mid-job."""
+    models = [
+        replace(model, queue_s=0.3, run_s=0.6) if VIDEO in model.endpoint_ids else model for model in default_models()
+    ]
+    with SandboxServer(FakeFal(models=models)) as running:
+        yield running
+
+
+async def test_the_completion_is_written_after_the_reply_and_the_submit_before_the_wait(
+    video_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """The history's file is locked by another writer from mid-job until after the reply: the reply still comes,
+    the request id was already on disk, and the completion lands once the lock goes."""
+    state_dir = tmp_path / "state"
+    outcome: dict[str, Any] = {}
+    async with connect("memory", video_sandbox, tmp_path, state_dir=str(state_dir)) as client:
+
+        async def run() -> None:
+            outcome["result"] = await client.call_tool("run-model", {"endpoint_id": VIDEO, "input": {"prompt": "x"}})
+
+        with anyio.fail_after(HANG_GUARD_S):
+            async with anyio.create_task_group() as group:
+                group.start_soon(run)
+                while "IN_PROGRESS" not in history_rows(state_dir).values():
+                    await anyio.sleep(0.02)
+                (rid,) = history_rows(state_dir)  # written at submit, before the wait began
+                blocker = sqlite3.connect(state_dir / FILE_NAME, isolation_level=None)
+                blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            # the reply came while the file was locked; readers still read (WAL): the completion is not there yet
+            assert "result" in outcome and history_rows(state_dir) == {rid: "IN_PROGRESS"}
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        listed = structured(await client.call_tool("list-requests", {"state": "COMPLETED"}))
+    assert structured(outcome["result"])["request_id"] == rid
+    assert [entry["request_id"] for entry in listed["requests"]] == [rid]
+    assert history_rows(state_dir) == {rid: "COMPLETED"}
+
+
+async def test_a_queued_completion_is_read_back_at_once_and_kept_at_close(tmp_path: Path) -> None:
+    history = History.open(tmp_path)
+    row = await history.begin("p", FLUX, {"prompt": "x"}, "run-model")
+    await history.sent(row, "rid-1", "IN_PROGRESS")
+    history.observe_soon("p", "rid-1", "COMPLETED", output={"images": [{"url": "https://v3.fal.media/files/a.png"}]})
+    (record,) = await history.recent("p")
+    assert (record.state, record.media_urls) == ("COMPLETED", ["https://v3.fal.media/files/a.png"])
+    history.observe_soon("p", "rid-1", "FAILED")
+    history.close()
+    assert history_rows(tmp_path) == {"rid-1": "FAILED"}
