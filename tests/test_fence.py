@@ -18,7 +18,8 @@ import anyio
 import pytest
 from mcp.types import CallToolResult
 
-from fal_mcp.media.fence import UploadRefused, local_path, sensitive_reason, system_reason
+from fal_mcp.jobs import uploads
+from fal_mcp.media.fence import Fence, LocalFile, UploadRefused, local_path, sensitive_reason, system_reason
 from fal_mcp.media.no_follow import PathChanged, open_folder, open_in
 from fal_mcp.sandbox import FakeFal, SandboxServer
 from fal_mcp.sandbox.models.png import picture
@@ -382,3 +383,43 @@ async def test_paths_no_file_has_get_a_clear_refusal(
                 arguments = {"endpoint_id": I2I, "input": {"prompt": "x", "image_url": path}}
                 assert reason in refusal(await client.call_tool("run-model", arguments), "run-model"), path
     assert uploaded(fake) == []
+
+
+class _HungFence(Fence):
+    """A fence whose reads hang, as a read from a dead network or FUSE mount does, until `released`."""
+
+    released = threading.Event()
+
+    def admit(self, reference: str) -> LocalFile:
+        self.released.wait(30)
+        return LocalFile(Path(reference), b"")
+
+
+@pytest.mark.anyio
+async def test_a_read_that_hangs_is_abandoned_and_stuck_reads_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uploads, "READ_TIMEOUT_S", 0.2)
+    fence = _HungFence(roots=(), max_bytes=1)
+    _HungFence.released.clear()
+    try:
+        refused: list[str] = []
+
+        async def read(index: int) -> None:
+            try:
+                await uploads.read_local(fence, f"/mnt/dead/{index}.png")
+            except UploadRefused as exc:
+                refused.append(str(exc))
+
+        with anyio.fail_after(HANG_GUARD_S):
+            while uploads.blocked_reads() < uploads.READS_AT_ONCE + uploads.MAX_STUCK_READS:
+                async with anyio.create_task_group() as group:  # a wave: as many reads as may run at once
+                    for index in range(uploads.READS_AT_ONCE):
+                        group.start_soon(read, len(refused) + index)
+            with pytest.raises(UploadRefused, match="local file reads are still blocked"):
+                await uploads.read_local(fence, "/mnt/dead/one-more.png")
+        assert len(refused) == uploads.READS_AT_ONCE + uploads.MAX_STUCK_READS
+        assert all("took longer than 0.2s; it was abandoned" in message for message in refused)
+    finally:
+        _HungFence.released.set()
+    with anyio.fail_after(HANG_GUARD_S):
+        while uploads.blocked_reads():
+            await anyio.sleep(0.01)

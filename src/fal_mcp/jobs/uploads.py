@@ -56,6 +56,11 @@ class _Blocked:
 _IN_THREADS = _Blocked()
 
 
+def blocked_reads() -> int:
+    """How many local file reads are in their threads now (abandoned ones included)."""
+    return _IN_THREADS.count
+
+
 async def read_local(fence: Fence, reference: str) -> LocalFile:
     """`fence.admit(reference)` in a thread of its own limiter, within `READ_TIMEOUT_S`."""
     if _IN_THREADS.count >= READS_AT_ONCE + MAX_STUCK_READS:
