@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import random
 import re
 import struct
 import zlib
@@ -221,3 +222,13 @@ async def test_four_huge_inline_pictures_are_previewed_within_a_memory_bound(
             assert shown.size == (512, 512)
     assert "4 of 4 images previewed" in text_of(result)
     assert peak < PEAK_RSS_BOUND_MB, f"the server peaked at {peak:.0f} MB"
+
+
+def test_a_preview_that_does_not_fit_shrinks_until_it_does() -> None:
+    noise = Image.frombytes("RGB", (600, 400), random.Random(7).randbytes(600 * 400 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    made = make_preview(out.getvalue(), edge_px=512, max_bytes=8_000)
+    assert len(made.data) <= 8_000 and max(made.width, made.height) < 512
+    with pytest.raises(PreviewFailed, match="no preview fits 300 bytes"):
+        make_preview(out.getvalue(), edge_px=512, max_bytes=300)

@@ -107,7 +107,7 @@ def _shrunk(opened: Image, data: bytes, edge: int, budget: int) -> Image:
         picture.load()
     # In place (no full-size copy); a box reduce first, to within 1x-2x of the edge, then Lanczos.
     picture.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=1.0)
-    if picture.mode in ("RGB",):
+    if picture.mode == "RGB":
         return picture if picture is not opened else picture.copy()
     flat = Image.new("RGB", picture.size, "white")
     if picture.mode in ("LA", "RGBA"):
@@ -124,23 +124,27 @@ def _encoded(picture: Image, max_bytes: int) -> Preview:
     from PIL import Image
 
     current = picture
-    while True:
-        size = 0
-        for quality in QUALITIES:
-            out = io.BytesIO()
-            current.save(out, format="JPEG", quality=quality)
-            size = out.tell()
-            if size <= max_bytes:
-                return Preview(out.getvalue(), "image/jpeg", current.width, current.height)
-        scale = min(0.9, 0.95 * math.sqrt(max_bytes / size))  # JPEG bytes grow about with the pixel count
-        edge = int(max(current.size) * scale)
-        if edge < MIN_EDGE:
-            raise PreviewFailed(f"no preview fits {max_bytes:,} bytes")
-        smaller = current.copy()
-        smaller.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+    try:
+        while True:
+            size = 0
+            for quality in QUALITIES:
+                out = io.BytesIO()
+                current.save(out, format="JPEG", quality=quality)
+                size = out.tell()
+                if size <= max_bytes:
+                    return Preview(out.getvalue(), "image/jpeg", current.width, current.height)
+            scale = min(0.9, 0.95 * math.sqrt(max_bytes / size))  # JPEG bytes grow about with the pixel count
+            edge = int(max(current.size) * scale)
+            if edge < MIN_EDGE:
+                raise PreviewFailed(f"no preview fits {max_bytes:,} bytes")
+            smaller = current.copy()
+            smaller.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+            if current is not picture:
+                current.close()
+            current = smaller
+    finally:
         if current is not picture:
             current.close()
-        current = smaller
 
 
 async def make_preview_bounded(load: Callable[[], bytes], *, edge_px: int, max_bytes: int) -> Preview:
