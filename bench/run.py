@@ -7,6 +7,7 @@
 - throughput   concurrent get-status over streamable HTTP at 1, 10 and 50 clients            (throughput.py)
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
+- context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
 draws the figures a picture reads better for into `docs/benchmarks.png` (or PATH). `--quick` makes every
@@ -27,6 +28,7 @@ from typing import Any
 
 import chart
 import cold_start
+import context_cost
 import long_jobs
 import memory
 import overhead
@@ -39,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "throughput": throughput.run,
     "memory": memory.run,
     "long_jobs": long_jobs.run,
+    "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
 

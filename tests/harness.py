@@ -168,10 +168,10 @@ async def connect(
         raise ValueError(transport)
 
 
-def initialize(capabilities: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def initialize(capabilities: dict[str, Any] | None = None, *, version: str = "2025-11-25") -> list[dict[str, Any]]:
     """The legacy handshake a raw JSON-RPC client opens with (id 1), then `notifications/initialized`."""
     params = {
-        "protocolVersion": "2025-11-25",
+        "protocolVersion": version,
         "capabilities": capabilities or {},
         "clientInfo": {"name": "raw", "version": "0"},
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-EVERY_BENCHMARK = {"cold_start", "overhead", "throughput", "memory", "long_jobs"}
+EVERY_BENCHMARK = {"cold_start", "overhead", "throughput", "memory", "long_jobs", "context"}
 
 
 def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:

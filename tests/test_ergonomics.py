@@ -6,6 +6,7 @@ Through the real MCP client, in memory, over stdio and over streamable HTTP, aga
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import os
@@ -43,6 +44,7 @@ PREVIEW_EDGE = 512
 PREVIEW_MAX_BYTES = 100_000
 TEXT_CAP = 20_000
 UPLOAD_CAP_MB = 0.05
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def refusal(result: CallToolResult) -> str:
@@ -465,28 +467,148 @@ async def test_model_tools_refuse_clearly(sandbox: SandboxServer, fake: FakeFal,
 
 # -- context economy ------------------------------------------------------------------------------------------
 
-TOOL_LIST_BUDGET_TOKENS = 5_000
-"""The whole tools/list, as JSON, in tokens (characters / 4). README, "Context economy", says why."""
-TOOL_BUDGET_TOKENS = 1_000
-"""No single tool may take more than this."""
+
+def context_cost() -> Any:
+    """`bench/context_cost.py`: the budgets and the one way of counting them, shared with the benchmark."""
+    spec = importlib.util.spec_from_file_location("context_cost", ROOT / "bench" / "context_cost.py")
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(ROOT / "bench"))  # it imports the benchmark rig beside it
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return module
 
 
-async def test_the_tool_list_fits_its_token_budget(sandbox: SandboxServer, tmp_path: Path) -> None:
+def schema_nodes(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every subschema of `schema`, with where it sits."""
+    if not isinstance(schema, dict):
+        return
+    yield path, schema
+    for key in ("properties", "$defs"):
+        for name, member in schema.get(key, {}).items():
+            yield from schema_nodes(member, f"{path}.{key}.{name}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        for index, member in enumerate(schema.get(key, [])):
+            yield from schema_nodes(member, f"{path}.{key}[{index}]")
+    for key in ("items", "additionalProperties", "not"):
+        yield from schema_nodes(schema.get(key), f"{path}.{key}")
+
+
+async def test_the_tool_list_fits_its_token_budgets(sandbox: SandboxServer, tmp_path: Path) -> None:
+    budgets = context_cost()
+    async with connect("memory", sandbox, tmp_path) as client:
+        tools = [
+            tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in (await client.list_tools()).tools
+        ]
+        measured = budgets.costs(tools, client.instructions)
+    assert measured["model_facing"] <= budgets.MODEL_FACING_BUDGET, measured
+    assert measured["tool_list"] <= budgets.TOOL_LIST_BUDGET, measured
+    assert 0 < measured["instructions"] <= budgets.INSTRUCTIONS_BUDGET, measured
+
+
+async def test_schemas_say_what_every_field_is_in_a_form_every_client_reads(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
     async with connect("memory", sandbox, tmp_path) as client:
         tools = (await client.list_tools()).tools
-    sizes = {
-        tool.name: len(
-            json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
-        )
-        / 4
-        for tool in tools
-    }
-    assert sum(sizes.values()) <= TOOL_LIST_BUDGET_TOKENS, sizes
-    assert max(sizes.values()) <= TOOL_BUDGET_TOKENS, sizes
     for tool in tools:
-        dumped = json.dumps(tool.input_schema) + json.dumps(tool.output_schema)
-        assert '"title"' not in dumped, f"{tool.name} still carries schema titles"
-        assert '{"type": "null"}' not in json.dumps(tool.input_schema), f"{tool.name} has an optional-null union"
+        assert tool.output_schema is not None
+        for where, node in schema_nodes(tool.output_schema):
+            assert any(key in node for key in ("type", "anyOf", "$ref")), f"{tool.name} output{where} has no type"
+        required = set(tool.input_schema.get("required", []))
+        for name, member in tool.input_schema["properties"].items():
+            if name not in required:  # optional: null means "not given", spelled as an anyOf branch
+                assert {"type": "null"} in member["anyOf"], f"{tool.name}.{name} does not take null"
+        for where, node in [*schema_nodes(tool.input_schema), *schema_nodes(tool.output_schema)]:
+            assert not isinstance(node.get("type"), list), f"{tool.name}{where}: a type array"
+            assert node.get("additionalProperties") is not False, f"{tool.name}{where}: a closed object"
+            assert "title" not in node and "default" not in node, f"{tool.name}{where}"
+
+
+# -- arguments a model can act on -------------------------------------------------------------------------------
+
+
+def one_sentence(result: CallToolResult) -> str:
+    """A refusal a model can act on: one text, no library jargon, no link, never "None"."""
+    text = refusal(result)
+    for jargon in (
+        "pydantic",
+        "validation error",
+        "https://",
+        "Arguments",
+        "None",
+        "Traceback",
+        "type=",
+        "input_value",
+    ):
+        assert jargon not in text, text
+    return text
+
+
+async def test_argument_errors_name_the_argument_what_it_got_and_what_it_takes(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with connect("memory", sandbox, tmp_path) as client:
+        limit = one_sentence(await client.call_tool("search-models", {"limit": 1000}))
+        mode = one_sentence(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {}, "mode": "fast"}))
+        missing = one_sentence(await client.call_tool("run-model", {"endpoint_id": FLUX}))
+        webhook = one_sentence(
+            await client.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "x"}, "webhook_url": "ftp://x"})
+        )
+        wrong_type = one_sentence(await client.call_tool("get-result", {"request_id": "abc", "wait_s": "soon"}))
+        unknown = one_sentence(await client.call_tool("list-requests", {"active": True}))
+        beside_input = one_sentence(
+            await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {}, "prompt": "a red fox"})
+        )
+        nulls = structured(await client.call_tool("search-models", {"query": None, "limit": None, "cursor": None}))
+    assert limit == "search-models: argument 'limit' got 1000; it takes a whole number from 1 to 50."
+    assert mode == 'run-model: argument \'mode\' got "fast"; it takes one of "queue", "sync".'
+    assert missing.startswith("run-model: argument 'input' is missing; it takes the model's input as a JSON object")
+    assert "argument 'webhook_url' got \"ftp://x\"; it takes an http(s) URL" in webhook
+    assert wrong_type == "get-result: argument 'wait_s' got \"soon\"; it takes a number of at least 0."
+    assert unknown == "list-requests: unknown argument 'active'. Valid arguments: state, endpoint_id, limit."
+    assert "'prompt'" in beside_input and 'input={"prompt": ...}' in beside_input
+    assert nulls["models"], "an explicit null is an argument not given"
+    assert billed(fake) == [], "a refused call sends nothing to fal"
+
+
+async def test_an_echoed_argument_never_shows_a_key(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    async with connect("stdio", sandbox, tmp_path) as client:  # the CLI registers its key with the redactor
+        text = one_sentence(
+            await client.call_tool(
+                "run-model", {"endpoint_id": FLUX, "input": {}, "hint": f"my key {SANDBOX_KEY}", SANDBOX_KEY: 1}
+            )
+        )
+        long_name = "x" * 31 + SANDBOX_KEY  # cut short in the message, inside the secret: it must go before the cut
+        cut = one_sentence(await client.call_tool("get-status", {"request_id": "r", long_name: 1}))
+        many = one_sentence(
+            await client.call_tool("cancel", {"request_id": "r", **{f"extra{i}": i for i in range(40)}})
+        )
+    assert SANDBOX_KEY not in text and "[REDACTED]" in text, text
+    assert SANDBOX_KEY[:10] not in cut, cut
+    assert "'extra4' and 35 more" in many and "extra5" not in many, many
+
+
+async def test_no_message_says_none(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    """A request named by its request_id alone: the failure names the request, never "on None"."""
+    async with connect("memory", sandbox, tmp_path) as client:
+        queued = structured(
+            await client.call_tool("submit", {"endpoint_id": "fal-ai/sandbox/always-fails", "input": {"prompt": "x"}})
+        )
+        failed = one_sentence(await client.call_tool("get-result", {"request_id": queued["request_id"], "wait_s": 30}))
+    assert f"request {queued['request_id']}" in failed and "failed" in failed
+
+
+async def test_counts_read_right(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    async with connect("memory", sandbox, tmp_path) as client:
+        one = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "a fox", "num_images": 1}})
+        found = await client.call_tool("search-models", {"query": "schnell"})
+        listed = await client.call_tool("list-requests", {"limit": 1})
+    assert "1 of 1 image previewed" in text_of(one) and "1 media file linked" in text_of(one), text_of(one)
+    assert len(structured(found)["models"]) == 1 and text_of(found).startswith("1 model for"), text_of(found)
+    assert text_of(listed).startswith("1 request, newest first"), text_of(listed)
 
 
 def test_pillow_and_jsonschema_load_on_first_use_not_at_start() -> None:

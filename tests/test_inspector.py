@@ -90,6 +90,34 @@ def test_inspector_lists_the_tools(transport: str, http_sandbox: HttpServer, tmp
         assert tools[name]["title"]
 
 
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_inspector_strict_finds_nothing_unportable(transport: str, http_sandbox: HttpServer, tmp_path: Path) -> None:
+    """`--strict` lints every input and output schema for what some client would reject or misread: not one finding,
+    not even a warning (a type array, a field without a type)."""
+    assert INSPECTOR is not None
+    done = subprocess.run(
+        [
+            *INSPECTOR,
+            "--cli",
+            "--format",
+            "json",
+            "-q",
+            "--strict",
+            *target(transport, http_sandbox),
+            "--method",
+            "tools/list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "schemaFindings" not in json.loads(done.stdout), done.stdout[-3000:]
+    assert "Warning" not in done.stderr and "Schema portability" not in done.stderr, done.stderr[-3000:]
+
+
 def call_tool(transport: str, http_sandbox: HttpServer, tool: str, arguments: str, cwd: Path) -> dict[str, Any]:
     command = ["--method", "tools/call", "--tool-name", tool, "--tool-args-json", arguments]
     return inspect(*target(transport, http_sandbox), *command, cwd=cwd)

@@ -256,7 +256,8 @@ async def test_hostile_ids_are_refused_exactly_like_the_tools(
 ) -> None:
     status, body = await raw_request(server, method, path, b'{"prompt": "x"}' if method == "POST" else b"")
     assert status == 400, body
-    expected = await tool_error(sandbox, tool, {"request_id": "abc", "input": {"prompt": "x"}, **arguments})
+    taken = {"input": {"prompt": "x"}} if tool == "submit" else {"request_id": "abc"}  # a tool refuses the others
+    expected = await tool_error(sandbox, tool, {**taken, **arguments})
     assert body["error"]["message"] == expected
     assert not fake.requests
 

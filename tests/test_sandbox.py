@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import struct
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -301,6 +303,18 @@ def test_text_model_answers_deterministically(client: httpx.Client, server: Sand
     answer = client.post(f"{server.run_url}/fal-ai/any-llm", json={"prompt": "hello"})
     assert answer.status_code == 200
     assert answer.json() == {"output": "[sandbox/echo-llm] You said: hello", "partial": False, "error": None}
+
+
+def test_audio_model_answers_a_playable_wav(
+    client: httpx.Client, anonymous: httpx.Client, server: SandboxServer, fake: FakeFal
+) -> None:
+    answer = client.post(f"{server.run_url}/fal-ai/stable-audio", json={"prompt": "rain", "seconds_total": 2})
+    assert answer.status_code == 200
+    entry = answer.json()["audio_file"]
+    media = anonymous.get(entry["url"])
+    assert media.headers["content-type"] == "audio/wav" and len(media.content) == entry["file_size"]
+    with wave.open(io.BytesIO(media.content)) as wav:
+        assert wav.getnchannels() == 1 and wav.getnframes() == 2 * wav.getframerate()
 
 
 def test_sync_run_waits_and_answers_the_output(client: httpx.Client, server: SandboxServer, fake: FakeFal) -> None:

@@ -1,4 +1,4 @@
-"""Pure modules of issue 4, table by table: tool schemas made small, OpenAPI read, inputs checked."""
+"""Pure modules, table by table: tool schemas made small and portable, OpenAPI read, inputs checked."""
 
 from __future__ import annotations
 
@@ -8,64 +8,91 @@ import pytest
 
 from fal_mcp.jobs.model_schemas import normalize, read_endpoint_schema
 from fal_mcp.jobs.validation import input_problems
-from fal_mcp.server.tool_schemas import compact_schema
+from fal_mcp.server.tool_schemas import ANY_JSON, input_schema, output_schema
 
-# -- compact tool schemas -----------------------------------------------------------------------------------
+# -- tool schemas, small and portable ------------------------------------------------------------------------
+
+NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 
 
 @pytest.mark.parametrize(
     ("before", "after"),
     [
-        ({"title": "X", "description": "root", "type": "object"}, {"type": "object"}),
-        (
+        ({"title": "X", "description": "root", "type": "object"}, {"type": "object", "properties": {}}),
+        (  # an optional argument says null ("not given") as an anyOf branch, never a type array; no null default
             {"properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "A"}}},
-            {"properties": {"a": {"type": "string"}}},
+            {"properties": {"a": NULLABLE_STRING}},
         ),
-        (  # a required nullable field keeps its null: it may really be null
-            {"properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "d"}}},
-            {"properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "d"}}},
+        (  # an optional argument with a default: nullable too (null takes the default), the default unsaid
+            {"properties": {"n": {"type": "integer", "minimum": 1, "default": 10, "description": "d"}}},
+            {"properties": {"n": {"anyOf": [{"type": "integer", "minimum": 1, "description": "d"}, {"type": "null"}]}}},
+        ),
+        (  # a required argument is left as it is
+            {"properties": {"a": {"type": "string", "description": "d"}}, "required": ["a"]},
+            {"properties": {"a": {"type": "string", "description": "d"}}, "required": ["a"]},
         ),
         (  # a property *named* title is data, not a keyword
-            {"properties": {"title": {"type": "string", "title": "Title"}}},
-            {"properties": {"title": {"type": "string"}}},
+            {"properties": {"title": {"type": "string", "title": "Title"}}, "required": ["title"]},
+            {"properties": {"title": {"type": "string"}}, "required": ["title"]},
         ),
         (
-            {"properties": {"x": {"type": "object", "additionalProperties": True}}},
-            {"properties": {"x": {"type": "object"}}},
+            {"properties": {"x": {"type": "object", "additionalProperties": True}}, "required": ["x"]},
+            {"properties": {"x": {"type": "object"}}, "required": ["x"]},
         ),
-        (
-            {
-                "properties": {
-                    "l": {
-                        "anyOf": [{"items": {"$ref": "#/$defs/L", "title": "T"}, "type": "array"}, {"type": "null"}],
-                        "default": None,
-                    }
-                }
-            },
-            {"properties": {"l": {"items": {"$ref": "#/$defs/L"}, "type": "array"}}},
-        ),
-        (  # more than one non-null variant stays a union, without the null
-            {
-                "properties": {
-                    "u": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}], "default": None}
-                }
-            },
-            {"properties": {"u": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}},
-        ),
-        (
-            {"$defs": {"L": {"title": "L", "description": "kept", "type": "object"}}},
-            {"$defs": {"L": {"description": "kept", "type": "object"}}},
+        (  # a union stays one, with its null
+            {"properties": {"u": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}}},
+            {"properties": {"u": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}}},
         ),
     ],
 )
-def test_compact_schema(before: dict[str, Any], after: dict[str, Any]) -> None:
-    assert compact_schema(before) == after
+def test_input_schema(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert input_schema(before) == after
 
 
-def test_output_schemas_lose_defaults_too() -> None:
-    before = {"properties": {"n": {"type": "integer", "default": 0}, "o": {"default": None, "description": "d"}}}
-    assert compact_schema(before, output=True) == {"properties": {"n": {"type": "integer"}, "o": {"description": "d"}}}
-    assert compact_schema(before) == before
+def test_input_schema_leaves_unlisted_arguments_out() -> None:
+    before = {"properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}
+    assert input_schema(before, unlisted=("a", "b")) == {"properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (  # descriptions, defaults and null branches go; an untyped field says "any JSON value" with types
+            {
+                "description": "d",
+                "properties": {
+                    "n": {"type": "integer", "default": 0, "description": "d"},
+                    "o": {"default": None, "description": "d"},
+                    "l": {"anyOf": [{"items": {"$ref": "#/$defs/L"}, "type": "array"}, {"type": "null"}]},
+                    "m": {"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "null"}], "default": None},
+                    "sandbox": {"type": "boolean"},
+                },
+                "$defs": {"L": {"title": "L", "description": "gone", "type": "object"}},
+            },
+            {
+                "properties": {
+                    "n": {"type": "integer"},
+                    "o": ANY_JSON,
+                    "l": {"items": {"$ref": "#/$defs/L"}, "type": "array"},
+                    "m": {"type": "number"},
+                },
+                "$defs": {"L": {"type": "object"}},
+            },
+        ),
+        (  # "any JSON value" said twice is said once
+            {"properties": {"a": {}, "b": {"type": "array", "items": {}}}},
+            {
+                "properties": {
+                    "a": {"$ref": "#/$defs/Json"},
+                    "b": {"type": "array", "items": {"$ref": "#/$defs/Json"}},
+                },
+                "$defs": {"Json": ANY_JSON},
+            },
+        ),
+    ],
+)
+def test_output_schema(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert output_schema(before, unlisted=("sandbox",)) == after
 
 
 # -- OpenAPI read -------------------------------------------------------------------------------------------

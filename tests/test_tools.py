@@ -89,7 +89,9 @@ async def test_lists_exactly_the_tools_with_contract_annotations(client_factory:
         ), name
         assert tool.output_schema is not None and tool.output_schema.get("type") == "object"
         for field, schema in tool.input_schema["properties"].items():
-            assert schema.get("description"), f"{name}.{field} has no description"
+            # an optional field's description sits in its non-null anyOf branch (where google-genai keeps it)
+            typed = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
+            assert schema.get("description") or typed[0].get("description"), f"{name}.{field} has no description"
     run = tools["run-model"].input_schema["properties"]
     assert {"endpoint_id", "app_owner", "app_id", "app_variant", "input", "mode", "wait_s", "logs"} <= set(run)
     assert {"priority", "hint", "start_timeout_s"} <= set(run)

@@ -136,10 +136,19 @@ class Settings(BaseSettings):
     preview_timeout_s: float = Field(default=10.0, gt=0, description="time allowed to fetch one preview")
     text_max_chars: int = Field(default=20_000, ge=1_000, description="cap on a result's text content")
 
-    @field_validator("upload_roots", mode="before")
+    # -- saving outputs (save_to) --
+    save_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list[str],
+        description="directories output media may be saved in, separated like PATH (os.pathsep)",
+    )
+    save_max_mb: float = Field(default=500.0, gt=0, description="largest output file save_to downloads")
+    save_timeout_s: float = Field(default=300.0, gt=0, description="time allowed to download one output file")
+
+    @field_validator("upload_roots", "save_roots", mode="before")
     @classmethod
     def _path_list(cls, value: object) -> object:
-        """`FAL_MCP_UPLOAD_ROOTS` is one string, separated like PATH: ':' on POSIX, ';' on Windows."""
+        """`FAL_MCP_UPLOAD_ROOTS` and `FAL_MCP_SAVE_ROOTS` are one string each, separated like PATH: ':' on POSIX,
+        ';' on Windows."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(os.pathsep) if part.strip()]
         return value

@@ -109,8 +109,9 @@ def _api_error(error: FalAPIError, *, action: str, endpoint: str | None, request
     if isinstance(error, FalNotFoundError):
         if _starts_generation(action):
             return f"{action}: fal has no endpoint {endpoint!r} ({said}). Check the model id on https://fal.ai/models."
+        known = f" for {endpoint!r}" if endpoint else ""
         return (
-            f"{action}: fal knows no request {request_id!r} for {endpoint!r} ({said}). Check request_id and "
+            f"{action}: fal knows no request {request_id!r}{known} ({said}). Check request_id and "
             "endpoint_id (the same model id used at submit); results expire about an hour after completion."
         )
     if isinstance(error, FalRateLimitError):
@@ -126,19 +127,20 @@ def _api_error(error: FalAPIError, *, action: str, endpoint: str | None, request
 
 def _request_failed(error: FalRequestFailed, *, action: str, endpoint: str | None) -> str:
     rid = f" {error.request_id}" if error.request_id else ""
+    rid += f" on {endpoint}" if endpoint else ""  # named by its request_id alone, the model is not known here
     kind = f" (error_type {error.error_type})" if error.error_type else ""
     cause = error.cause
     if isinstance(cause, FalValidationError) and cause.field_errors:
         fields = "; ".join(str(field) for field in cause.field_errors)
         return (
-            f"{action}: request{rid} on {endpoint} failed: fal rejected the input (422): {fields}. "
+            f"{action}: request{rid} failed: fal rejected the input (422): {fields}. "
             "Fix these input fields and submit again."
         )
     detail = error.error
     if cause is not None and cause.detail and cause.detail not in detail:
         detail = f"{detail} ({cause.detail})"
     hint = _REQUEST_FAILED_HINTS.get(error.error_type or "", "check the input, or try again or another model")
-    return f"{action}: request{rid} on {endpoint} failed{kind}: {detail}. {hint[0].upper()}{hint[1:]}."
+    return f"{action}: request{rid} failed{kind}: {detail}. {hint[0].upper()}{hint[1:]}."
 
 
 def _transport_error(error: FalTransportError, *, action: str) -> str:

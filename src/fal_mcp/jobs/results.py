@@ -33,6 +33,7 @@ class RequestResult(ToolOutput):
     queue_position: int | None = Field(default=None, description="requests ahead of this one, while IN_QUEUE")
     logs: list[LogLine] | None = Field(default=None, description="runner log lines, when requested")
     next_step: str | None = Field(default=None, description="what to call to continue, when the output is not here yet")
+    saved: list[str] | None = None
 
 
 class SubmitResult(ToolOutput):

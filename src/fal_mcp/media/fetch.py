@@ -1,4 +1,4 @@
-"""Fetching an output's media file for a preview, without becoming a way into the user's network.
+"""Fetching an output's media file (for a preview, or to save it), without becoming a way into the user's network.
 
 The URL comes from a model's output, which a caller can shape (the echo workflow returns its input), so it
 is treated as hostile: it is fetched only over https from a host whose every address is public (no
@@ -13,8 +13,10 @@ Known gap: the host is resolved here and again by the connection, so a DNS answe
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -62,16 +64,23 @@ async def check_fetchable(url: str, fal_urls: FalUrls) -> None:
         raise FetchRefused(f"{parts.hostname} is a private, loopback or reserved address")
 
 
-async def fetch_media(
-    http: httpx.AsyncClient, url: str, *, fal_urls: FalUrls, max_bytes: int, timeout_s: float
-) -> Fetched:
-    """The bytes at `url`, checked by `check_fetchable`, at most `max_bytes`, within `timeout_s`."""
+async def stream_media(
+    http: httpx.AsyncClient,
+    url: str,
+    write: Callable[[bytes], object],
+    *,
+    fal_urls: FalUrls,
+    max_bytes: int,
+    timeout_s: float,
+    accept: str = "*/*",
+) -> str | None:
+    """Hand the bytes at `url` to `write`, chunk by chunk, checked by `check_fetchable`, at most `max_bytes`,
+    within `timeout_s`. Returns the content type the server declared."""
     await check_fetchable(url, fal_urls)
-    chunks: list[bytes] = []
     size = 0
     try:
         with anyio.fail_after(timeout_s):
-            async with http.stream("GET", url, headers={"Accept": "image/*"}, timeout=timeout_s) as response:
+            async with http.stream("GET", url, headers={"Accept": accept}, timeout=timeout_s) as response:
                 if response.status_code != 200:
                     raise FetchRefused(f"the server answered {response.status_code}")
                 declared = response.headers.get("content-length")
@@ -81,10 +90,31 @@ async def fetch_media(
                     size += len(chunk)
                     if size > max_bytes:
                         raise FetchRefused(f"the file is larger than {max_bytes / 1_000_000:g} MB")
-                    chunks.append(chunk)
-                content_type = response.headers.get("content-type")
+                    write(chunk)
+                return response.headers.get("content-type")
     except TimeoutError:
         raise FetchRefused(f"no answer within {timeout_s:g}s") from None
     except httpx.HTTPError:
         raise FetchRefused("the download failed") from None
+
+
+async def fetch_media(
+    http: httpx.AsyncClient, url: str, *, fal_urls: FalUrls, max_bytes: int, timeout_s: float
+) -> Fetched:
+    """The image at `url`, in memory (for a preview), fetched like `stream_media`."""
+    chunks: list[bytes] = []
+    content_type = await stream_media(
+        http, url, chunks.append, fal_urls=fal_urls, max_bytes=max_bytes, timeout_s=timeout_s, accept="image/*"
+    )
     return Fetched(b"".join(chunks), content_type)
+
+
+def inline_bytes(uri: str, max_bytes: int) -> bytes:
+    """The file inside a base64 `data:` URI, refused when it decodes to more than `max_bytes`."""
+    encoded = uri.split(",", 1)[1] if "," in uri else ""
+    if len(encoded) * 3 // 4 > max_bytes:
+        raise FetchRefused(f"the inline file is larger than {max_bytes / 1_000_000:g} MB")
+    try:
+        return binascii.a2b_base64(encoded)  # straight from the text: no ASCII copy first, as b64decode makes
+    except (binascii.Error, ValueError):
+        raise FetchRefused("the inline data is not base64") from None

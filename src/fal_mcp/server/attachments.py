@@ -10,7 +10,6 @@ each failure only costs its own preview (the headline says which and why).
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ import anyio
 from mcp.types import ContentBlock, ImageContent, ResourceLink
 
 from fal_mcp.jobs.state import AppState
-from fal_mcp.media.fetch import FetchRefused, fetch_media
+from fal_mcp.media.fetch import FetchRefused, fetch_media, inline_bytes
 from fal_mcp.media.previews import Preview, PreviewFailed, make_preview_bounded, source_key
 from fal_mcp.media.refs import MediaRef, find_media
+from fal_mcp.server.replies import counted
 
 logger = logging.getLogger(__name__)
 
@@ -88,17 +88,7 @@ class _Previewer:
 
     def _inline(self, uri: str) -> Callable[[], bytes]:
         """Decoding base64 takes milliseconds per megabyte: it happens in the decoding thread, not here."""
-        encoded = uri.split(",", 1)[1] if "," in uri[:300] else ""
-        if len(encoded) * 3 // 4 > self._max_source:
-            raise FetchRefused(f"the inline image is larger than {self._max_source / 1_000_000:g} MB")
-
-        def decoded() -> bytes:
-            try:
-                return binascii.a2b_base64(encoded)  # straight from the text: no ASCII copy first
-            except (binascii.Error, ValueError):
-                raise FetchRefused("the inline data is not base64") from None
-
-        return decoded
+        return lambda: inline_bytes(uri, self._max_source)
 
     async def _fetched(self, url: str) -> Callable[[], bytes]:
         fal = self._state.fal
@@ -158,9 +148,9 @@ async def show_media(state: AppState, output: Any, *, previews: bool, request_id
 def _note(made: int, images: int, missing: Sequence[str], linked: int) -> str:
     parts: list[str] = []
     if made:
-        parts.append(f"{made} of {images} images previewed below")
+        parts.append(f"{made} of {counted(images, 'image')} previewed below")
     if missing:
         parts.append(f"no preview for {'; '.join(missing)}")
     if linked:
-        parts.append(f"{linked} media files linked")
+        parts.append(f"{counted(linked, 'media file')} linked")
     return f" ({', '.join(parts)}.)" if parts else ""

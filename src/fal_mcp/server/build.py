@@ -2,7 +2,7 @@
 
 `create_server(settings)` is a factory rather than a module global so tests can build as many servers as they
 like, each against its own fake fal. The tools and their annotations are declared next to their code
-(`fal_mcp.server.tools`).
+(`fal_mcp.server.tools`), the prompts in `fal_mcp.server.prompts`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from fal_mcp.jobs.history import opened as opened_history
 from fal_mcp.jobs.history import resolve_state_dir
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
+from fal_mcp.server.prompts import register_prompts
 from fal_mcp.server.tasks import TasksExtension
 from fal_mcp.server.tools import ALL_TOOLS
 from fal_mcp.server.tools.history import REQUEST_URI, request_resource
 from fal_mcp.server.tools.models import SCHEMA_RESOURCE, register_model_resources
+from fal_mcp.server.view import view_extension
 from fal_mcp.settings import Settings
 
 INSTRUCTIONS = (
@@ -70,10 +72,11 @@ def create_server(
         website_url="https://fal.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
-        extensions=[tasks],
+        extensions=[tasks, view_extension(settings)],
         tools=[spec.tool() for spec in ALL_TOOLS],
     )
     register_model_resources(server)
+    register_prompts(server)
     server.resource(
         REQUEST_URI,
         name="fal request",

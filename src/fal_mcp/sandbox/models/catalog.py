@@ -86,7 +86,7 @@ def _prompt() -> Field:
 
 
 def default_models() -> tuple[Model, ...]:
-    """The eight sandbox models; a fresh tuple each call."""
+    """The nine sandbox models; a fresh tuple each call."""
     fast_image = Model(
         name="fast-image",
         endpoint_ids=("fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/fast-sdxl"),
@@ -187,6 +187,23 @@ def default_models() -> tuple[Model, ...]:
         unit="seconds",
         output_schema=outputs.VIDEO_OUTPUT,
     )
+    audio = Model(
+        name="audio",
+        endpoint_ids=("fal-ai/stable-audio",),
+        queue_s=0.05,
+        run_s=0.4,
+        fields=(
+            _prompt(),
+            Field("seconds_total", "int", default=1, ge=1, le=5, description="Length of the audio in seconds."),
+        ),
+        generate=outputs.audio,
+        display_name="Audio (sandbox)",
+        category="text-to-audio",
+        description="Sandbox text-to-audio model: a short WAV tone whose pitch follows the prompt.",
+        unit_price=0.0,
+        unit="seconds",
+        output_schema=outputs.AUDIO_OUTPUT,
+    )
     always_fails = Model(
         name="always-fails",
         endpoint_ids=("fal-ai/sandbox/always-fails",),
@@ -225,4 +242,4 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox language model that quotes your prompt back.",
         output_schema=outputs.TEXT_OUTPUT,
     )
-    return fast_image, image_to_image, inline_image, huge_image, slow_video, always_fails, echo, text
+    return fast_image, image_to_image, inline_image, huge_image, slow_video, audio, always_fails, echo, text

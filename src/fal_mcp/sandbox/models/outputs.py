@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import math
 import random
 import struct
+import wave
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -131,6 +133,43 @@ def video(job: Generation) -> Generated:
         "file_size": len(_MP4_STUB),
     }
     return Generated({"video": entry}, {name: MediaFile("video/mp4", _MP4_STUB)})
+
+
+AUDIO_RATE = 8000
+"""Samples per second of the sandbox's WAV files: small files, still real sound."""
+
+
+def tone(seconds: float, pitch_hz: float) -> bytes:
+    """A mono 16-bit PCM WAV of a sine tone that fades in and out (no click), as a browser can play it."""
+    count = max(1, int(seconds * AUDIO_RATE))
+    fade = max(1, count // 10)
+    frames = bytearray()
+    for index in range(count):
+        envelope = min(1.0, index / fade, (count - 1 - index) / fade)
+        sample = int(12000 * envelope * math.sin(2 * math.pi * pitch_hz * index / AUDIO_RATE))
+        frames += sample.to_bytes(2, "little", signed=True)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(AUDIO_RATE)
+        wav.writeframes(bytes(frames))
+    return out.getvalue()
+
+
+def audio(job: Generation) -> Generated:
+    """stable-audio style: one `audio_file` object, a WAV whose pitch follows the prompt."""
+    seconds = _integer(job.input, "seconds_total", 1)
+    pitch = 220 + zlib.crc32(_text(job.input, "prompt", "").encode()) % 440
+    name = f"{job.request_id}.wav"
+    data = tone(seconds, pitch)
+    entry: JsonObject = {
+        "url": f"{job.cdn_url}/files/{name}",
+        "content_type": "audio/wav",
+        "file_name": name,
+        "file_size": len(data),
+    }
+    return Generated({"audio_file": entry}, {name: MediaFile("audio/wav", data)})
 
 
 VIDEO_BATCHES = 12
@@ -304,6 +343,11 @@ VIDEO_OUTPUT: JsonObject = {
     "type": "object",
     "properties": {"video": {"$ref": "#/components/schemas/File", "description": "The generated video."}},
     "required": ["video"],
+}
+AUDIO_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {"audio_file": {"$ref": "#/components/schemas/File", "description": "The generated audio."}},
+    "required": ["audio_file"],
 }
 TEXT_OUTPUT: JsonObject = {
     "type": "object",

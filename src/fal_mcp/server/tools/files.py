@@ -22,12 +22,10 @@ async def upload_file(
     ctx: Context[Any, Any],
     path: Annotated[
         str,
-        Field(
-            description="Local file: absolute path, ~/..., file:// URI or Windows path", min_length=1, max_length=4096
-        ),
+        Field(description="Absolute path, ~/... or file:// URI", min_length=1, max_length=4096),
     ],
 ) -> Annotated[CallToolResult, UploadResult]:
-    """Upload a local file (only from allowed folders) to fal's CDN; returns a public URL for a model's input."""
+    """Upload a local file to fal's CDN; returns a URL for a model's input."""
     state = app_state(ctx)
     result = await Uploader(state, caller_of(ctx), ClientRoots(ctx)).upload(path)
     headline = (

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
 from fal_mcp.calls import calls
@@ -15,7 +16,7 @@ from fal_mcp.fal.errors import FalError
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure, explain
 from fal_mcp.logs import redactor
 from fal_mcp.media.fence import UploadRefused
-from fal_mcp.server.replies import failure
+from fal_mcp.server.replies import failure, for_protocol
 
 logger = logging.getLogger("fal_mcp.server.tools")
 
@@ -29,6 +30,14 @@ def _endpoint_label(arguments: dict[str, Any]) -> str | None:
     return "/".join(parts) or None
 
 
+def _protocol_of(args: tuple[Any, ...], arguments: dict[str, Any]) -> str | None:
+    """The protocol version the calling client negotiated (a stateless request without a header: 2025-03-26)."""
+    for value in (*args, *arguments.values()):
+        if isinstance(value, Context):
+            return cast(Context[Any, Any], value).protocol_version
+    return None
+
+
 def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
     """Catch every failure of a tool once, here, and answer it as one worded `isError` result.
 
@@ -40,7 +49,7 @@ def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
         async def tool(*args: Any, **arguments: Any) -> CallToolResult:
             with calls.call(action) as call:  # an id on every log line of this call, and its closing line
                 try:
-                    return await fn(*args, **arguments)
+                    result = await fn(*args, **arguments)
                 except Exception as exc:
                     call.outcome = "failed"
                     if isinstance(exc, ToolFailure | UploadRefused | FalError | InvalidIdError | AfterSubmit):
@@ -50,6 +59,7 @@ def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
                     where = _endpoint_label(arguments)
                     message = explain(exc, action=action, endpoint=where, request_id=arguments.get("request_id"))
                     return failure(redactor.scrub(message))  # a key the caller pasted into an id is not echoed
+                return for_protocol(result, _protocol_of(args, arguments))
 
         return tool
 

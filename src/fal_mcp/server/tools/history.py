@@ -15,7 +15,7 @@ from pydantic import Field
 
 from fal_mcp.jobs.history import ACTIVE_STATES, RequestRecord
 from fal_mcp.jobs.results import ToolOutput
-from fal_mcp.server.replies import success
+from fal_mcp.server.replies import counted, success
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.queue import operations
 from fal_mcp.server.tools.spec import ToolSpec
@@ -41,15 +41,11 @@ def _line(record: RequestRecord) -> str:
 @guarded("list-requests")
 async def list_requests(
     ctx: Context[Any, Any],
-    state: Annotated[
-        StateFilter | None, Field(description="Only this state; 'active' = queued, running or being cancelled")
-    ] = None,
-    endpoint_id: Annotated[
-        str | None, Field(description="Only this model (an id or its prefix, e.g. 'fal-ai/flux')")
-    ] = None,
-    limit: Annotated[int, Field(description="At most this many, newest first", ge=1, le=100)] = 20,
+    state: Annotated[StateFilter | None, Field(description="Only this state (active: unfinished)")] = None,
+    endpoint_id: Annotated[str | None, Field(description="Endpoint id prefix")] = None,
+    limit: Annotated[int, Field(description="At most this many", ge=1, le=100)] = 20,
 ) -> Annotated[CallToolResult, RequestList]:
-    """List requests this server sent to fal (also from before a restart): ids, states, errors, media URLs."""
+    """Requests this server sent to fal, newest first, also from before a restart."""
     ops = operations(ctx)
     states: tuple[str, ...] = ACTIVE_STATES if state == "active" else ((state,) if state else ())
     records = await ops.recent(states=states, endpoint_prefix=endpoint_id, limit=limit)
@@ -60,7 +56,7 @@ async def list_requests(
     elif not records:
         headline = "No matching requests in the history."
     else:
-        headline = f"{len(records)} request(s), newest first:\n" + "\n".join(_line(r) for r in records)
+        headline = f"{counted(len(records), 'request')}, newest first:\n" + "\n".join(_line(r) for r in records)
     return success(headline, result, sandbox=ops.state.settings.sandbox)
 
 
@@ -85,5 +81,6 @@ HISTORY_TOOLS = (
         destructive=False,
         idempotent=True,
         open_world=False,
+        shown_in_view=True,
     ),
 )

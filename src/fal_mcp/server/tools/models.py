@@ -23,10 +23,10 @@ from fal_mcp.jobs.failures import ToolFailure, explain
 from fal_mcp.jobs.results import InputField, ModelHit, ModelSchemaResult, ModelSearchResult, OutputField, Price
 from fal_mcp.jobs.state import AppState
 from fal_mcp.server.context import app_state, caller_of
-from fal_mcp.server.replies import success
-from fal_mcp.server.tools.arguments import AppArg, EndpointArg, OwnerArg, VariantArg
+from fal_mcp.server.replies import counted, success
+from fal_mcp.server.tools.arguments import AppArg, EndpointArg, OwnerArg, VariantArg, matching
 from fal_mcp.server.tools.guard import guarded
-from fal_mcp.server.tools.spec import ToolSpec
+from fal_mcp.server.tools.spec import SEGMENTS, ToolSpec
 
 SCHEMA_RESOURCE = "fal://models/{+endpoint_id}/schema"
 MAX_LINE = 160
@@ -103,16 +103,24 @@ async def describe_model(state: AppState, ctx: Context[Any, Any], endpoint: Endp
 @guarded("search-models")
 async def search_models(
     ctx: Context[Any, Any],
-    query: Annotated[str | None, Field(description="Free text, e.g. 'video upscaler'", max_length=200)] = None,
+    query: Annotated[
+        str | None,
+        matching(r"(?s).{0,200}", "text of at most 200 characters"),
+        Field(description="e.g. video upscaler"),
+    ] = None,
     category: Annotated[
-        str | None, Field(description="e.g. text-to-image, image-to-video", pattern=r"^[a-z0-9-]{1,60}$")
+        str | None,
+        matching(r"[a-z0-9-]{1,60}", "lowercase letters, digits and '-', e.g. text-to-image"),
+        Field(description="e.g. text-to-image"),
     ] = None,
     limit: Annotated[int, Field(description="Hits per page", ge=1, le=50)] = 10,
     cursor: Annotated[
-        str | None, Field(description="next_cursor of the previous page", pattern=r"^[\x21-\x7e]{1,500}$")
+        str | None,
+        matching(r"[\x21-\x7e]{1,500}", "the next_cursor of the previous page"),
+        Field(description="From next_cursor"),
     ] = None,
 ) -> Annotated[CallToolResult, ModelSearchResult]:
-    """Find fal models by text and/or category: endpoint id, name, one-line description, price."""
+    """Find fal models by text or category: id, name, description, price."""
     state = app_state(ctx)
     page, prices = await state.catalog.search(
         caller_of(ctx).fal, query=query, category=category, limit=limit, cursor=cursor
@@ -123,7 +131,7 @@ async def search_models(
         has_more=page.has_more,
     )
     what = " ".join(part for part in (f"'{query}'" if query else "", category or "") if part) or "all models"
-    headline = f"{len(result.models)} models for {what}"
+    headline = f"{counted(len(result.models), 'model')} for {what}"
     headline += "; more with cursor=next_cursor." if result.has_more else "."
     if result.models:
         headline += " get-model-schema shows one model's input fields."
@@ -138,12 +146,12 @@ async def get_model_schema(
     app_id: AppArg = None,
     app_variant: VariantArg = None,
 ) -> Annotated[CallToolResult, ModelSchemaResult]:
-    """A model's input fields (type, required, default, allowed values, bounds), output fields and price."""
+    """A model's input fields, output fields and price."""
     state = app_state(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     result = await describe_model(state, ctx, endpoint)
     required = [field.name for field in result.input if field.required]
-    headline = f"{endpoint}: {len(result.input)} input fields"
+    headline = f"{endpoint}: {counted(len(result.input), 'input field')}"
     headline += f" (required: {', '.join(required)})" if required else ""
     headline += f"; output: {', '.join(o.name for o in result.output) or 'undocumented'}; {_priced(result.price)}."
     return success(headline, result, sandbox=state.settings.sandbox)
@@ -177,5 +185,6 @@ MODEL_TOOLS = (
         read_only=True,
         destructive=False,
         idempotent=True,
+        unlisted=SEGMENTS,
     ),
 )

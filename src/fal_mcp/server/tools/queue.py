@@ -16,6 +16,8 @@ from fal_mcp.fal.client import ALREADY_COMPLETED, RequestOptions
 from fal_mcp.fal.endpoint import resolve_endpoint
 from fal_mcp.jobs.operations import Operations
 from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.jobs.saving import Saver
+from fal_mcp.media.saving import SaveFolder
 from fal_mcp.server.attachments import show_media
 from fal_mcp.server.context import app_state, caller_of
 from fal_mcp.server.progress import QueueProgress
@@ -31,6 +33,7 @@ from fal_mcp.server.tools.arguments import (
     PreviewsArg,
     PriorityArg,
     RequestIdArg,
+    SaveToArg,
     StartTimeoutArg,
     ValidateArg,
     VariantArg,
@@ -38,7 +41,7 @@ from fal_mcp.server.tools.arguments import (
 )
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.roots import ClientRoots
-from fal_mcp.server.tools.spec import ToolSpec
+from fal_mcp.server.tools.spec import SEGMENTS, ToolSpec
 
 
 def _options(priority: str | None, hint: str | None, start_timeout_s: float | None) -> RequestOptions:
@@ -50,13 +53,31 @@ def operations(ctx: Context[Any, Any]) -> Operations:
     return Operations(state=state, caller=caller_of(ctx), client_roots=ClientRoots(ctx))
 
 
-async def _reply(ops: Operations, result: RequestResult, *, previews: bool) -> CallToolResult:
+async def _saving(ctx: Context[Any, Any], ops: Operations, save_to: str | None) -> tuple[Saver, SaveFolder] | None:
+    """With `save_to`, the saver and the folder it admitted (a refusal is the call's error, before anything runs)."""
+    if save_to is None:
+        return None
+    saver = Saver(ops.state, client_roots=ClientRoots(ctx))
+    return saver, await saver.folder(save_to)
+
+
+async def _reply(
+    ops: Operations, result: RequestResult, *, previews: bool, saving: tuple[Saver, SaveFolder] | None = None
+) -> CallToolResult:
     if result.next_step is not None:
         headline = result.next_step
     else:
         headline = f"{result.endpoint_id} completed" + (
             f" (request {result.request_id})." if result.request_id else "."
         )
+    if saving is not None:
+        saver, folder = saving
+        if result.next_step is None:
+            report = await saver.save(result.output, folder)
+            result.saved = report.saved
+            headline += report.note()
+        else:
+            headline += " Nothing saved yet: call get-result with save_to once it completes."
     settings = ops.state.settings
     shown = await show_media(ops.state, result.output, previews=previews, request_id=result.request_id)
     reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
@@ -77,11 +98,11 @@ async def run_model(
     app_variant: VariantArg = None,
     mode: Annotated[
         Literal["queue", "sync"],
-        Field(description="'queue' (default): submit and wait, with progress. 'sync': one blocking HTTP call"),
+        Field(description="sync: one HTTP call"),
     ] = "queue",
     wait_s: Annotated[
         float | None,
-        Field(description="Queue mode: seconds to wait before returning the request handle instead", ge=0),
+        Field(description="Seconds to wait", ge=0),
     ] = None,
     logs: LogsArg = False,
     priority: PriorityArg = None,
@@ -89,13 +110,16 @@ async def run_model(
     start_timeout_s: StartTimeoutArg = None,
     validate: ValidateArg = True,
     previews: PreviewsArg = True,
+    save_to: SaveToArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
-    """Run a fal model and return its output. Waits up to wait_s, then returns the request_id to continue with."""
+    """Run a fal model: its output, or after wait_s its request_id (continue with get-result)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
+    saving = await _saving(ctx, ops, save_to)  # a refused folder costs nothing: checked before anything runs
     if mode == "sync":
-        return await _reply(ops, await ops.run_sync(endpoint, input, options, validate=validate), previews=previews)
+        result = await ops.run_sync(endpoint, input, options, validate=validate)
+        return await _reply(ops, result, previews=previews, saving=saving)
     # As an MCP task nobody is left waiting on the call, so it follows the request to the end.
     budget = ops.state.settings.max_wait_s if running_as_task.get() and wait_s is None else ops.wait_budget(wait_s)
     progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
@@ -103,7 +127,7 @@ async def run_model(
         result = await ops.run_queued(
             endpoint, input, options, budget_s=budget, logs=logs, listener=progress, validate=validate
         )
-    return await _reply(ops, result, previews=previews)
+    return await _reply(ops, result, previews=previews, saving=saving)
 
 
 @guarded("submit")
@@ -120,7 +144,7 @@ async def submit(
     start_timeout_s: StartTimeoutArg = None,
     validate: ValidateArg = True,
 ) -> Annotated[CallToolResult, SubmitResult]:
-    """Queue a fal model request and return its request_id at once (for slow models such as video)."""
+    """Queue a model request; returns its request_id at once."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
@@ -142,7 +166,7 @@ async def get_status(
     app_variant: VariantArg = None,
     logs: LogsArg = False,
 ) -> Annotated[CallToolResult, StatusResult]:
-    """Check a queued request: IN_QUEUE (with position), IN_PROGRESS or COMPLETED (with error if it failed)."""
+    """A request's state: IN_QUEUE (position), IN_PROGRESS or COMPLETED (error if it failed)."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.status(endpoint, request_id, logs=logs)
@@ -161,22 +185,22 @@ async def get_result(
     app_owner: OwnerArg = None,
     app_id: AppArg = None,
     app_variant: VariantArg = None,
-    wait_s: Annotated[
-        float, Field(description="Seconds to wait for completion (0: answer at once with the current state)", ge=0)
-    ] = 0,
+    wait_s: Annotated[float, Field(description="Seconds to wait", ge=0)] = 0,
     logs: LogsArg = False,
     previews: PreviewsArg = True,
+    save_to: SaveToArg = None,
 ) -> Annotated[CallToolResult, RequestResult]:
-    """Get a request's output; if it is still running, its state (or wait up to wait_s for it)."""
+    """A request's output, or its state while it runs (wait_s: wait for it)."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
+    saving = await _saving(ctx, ops, save_to)
     budget = ops.wait_budget(wait_s)
     if budget <= 0:
-        return await _reply(ops, await ops.result(endpoint, request_id), previews=previews)
+        return await _reply(ops, await ops.result(endpoint, request_id), previews=previews, saving=saving)
     progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
     async with progress.heartbeat():
         result = await ops.result(endpoint, request_id, budget_s=budget, logs=logs, listener=progress)
-    return await _reply(ops, result, previews=previews)
+    return await _reply(ops, result, previews=previews, saving=saving)
 
 
 @guarded("cancel")
@@ -188,7 +212,7 @@ async def cancel(
     app_id: AppArg = None,
     app_variant: VariantArg = None,
 ) -> Annotated[CallToolResult, CancelResult]:
-    """Cancel a queued or running request (a running one stops if the model allows it)."""
+    """Cancel a queued or running request."""
     ops = operations(ctx)
     endpoint = await ops.endpoint_of(request_id, endpoint_id, app_owner, app_id, app_variant)
     result = await ops.cancel(endpoint, request_id)
@@ -200,9 +224,38 @@ async def cancel(
 
 
 QUEUE_TOOLS = (
-    ToolSpec(run_model, "run-model", "Run a fal model", read_only=False, destructive=False, idempotent=False),
-    ToolSpec(submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False),
-    ToolSpec(get_status, "get-status", "Status of a fal request", read_only=True, destructive=False, idempotent=True),
-    ToolSpec(get_result, "get-result", "Result of a fal request", read_only=True, destructive=False, idempotent=True),
-    ToolSpec(cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True),
+    ToolSpec(
+        run_model,
+        "run-model",
+        "Run a fal model",
+        read_only=False,
+        destructive=False,
+        idempotent=False,
+        shown_in_view=True,
+    ),
+    ToolSpec(
+        submit, "submit", "Queue a fal request", read_only=False, destructive=False, idempotent=False, unlisted=SEGMENTS
+    ),
+    ToolSpec(
+        get_status,
+        "get-status",
+        "Status of a fal request",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        unlisted=SEGMENTS,
+    ),
+    ToolSpec(
+        get_result,
+        "get-result",
+        "Result of a fal request",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        shown_in_view=True,
+        unlisted=SEGMENTS,
+    ),
+    ToolSpec(
+        cancel, "cancel", "Cancel a fal request", read_only=False, destructive=True, idempotent=True, unlisted=SEGMENTS
+    ),
 )

@@ -1,14 +1,16 @@
-"""How a tool is registered: its function, name, title and the four behaviour hints clients rely on."""
+"""How a tool is registered: its function, name, title, the four behaviour hints clients rely on, which of its
+arguments it takes without listing them, and whether the MCP App view (`fal_mcp.server.view`) shows its results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
-from fal_mcp.server.tool_schemas import compact_schema
+from fal_mcp.server.tool_schemas import input_schema, output_schema
+from fal_mcp.server.tools.checked import CheckedTool
 from fal_mcp.server.tools.guard import ToolFn
+from fal_mcp.server.view import VIEW_URI
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +22,38 @@ class ToolSpec:
     destructive: bool
     idempotent: bool
     open_world: bool = True
+    shown_in_view: bool = False
+    unlisted: tuple[str, ...] = ()
+    """Arguments taken but left out of the advertised schema, to spare every turn's context: a second spelling of
+    one already listed (the segment form of a model id beside `endpoint_id`)."""
 
     def annotations(self) -> ToolAnnotations:
+        """The four hints. The title is the tool's own (`title`, since 2025-06-18), not repeated here."""
         return ToolAnnotations(
-            title=self.title,
             read_only_hint=self.read_only,
             destructive_hint=self.destructive,
             idempotent_hint=self.idempotent,
             open_world_hint=self.open_world,
         )
 
-    def tool(self) -> Tool:
-        """The SDK's tool, with input and output schemas made small (`fal_mcp.server.tool_schemas`)."""
-        tool = Tool.from_function(self.fn, name=self.name, title=self.title, annotations=self.annotations())
-        tool.parameters = compact_schema(tool.parameters)
+    def tool(self) -> CheckedTool:
+        """The SDK's tool, its arguments checked by us first (`checked`), its schemas made small and portable
+        (`fal_mcp.server.tool_schemas`)."""
+        meta = {"ui": {"resourceUri": VIEW_URI}} if self.shown_in_view else None
+        tool = CheckedTool.from_function(
+            self.fn, name=self.name, title=self.title, annotations=self.annotations(), meta=meta
+        )
+        assert isinstance(tool, CheckedTool)  # from_function builds its own class
+        tool.parameters = input_schema(tool.parameters, unlisted=self.unlisted)
         if tool.fn_metadata.output_schema is not None:
             # FuncMetadata reads this field live; structured results are still checked against the output model.
-            tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
+            tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema, unlisted=(SANDBOX_FLAG,))
         return tool
+
+
+SANDBOX_FLAG = "sandbox"
+"""`sandbox: true`, in every result from the fake fal (and in its headline): a development aid, so results declare it
+nowhere, and a result holding it still conforms (output schemas are open)."""
+
+SEGMENTS = ("app_owner", "app_id", "app_variant")
+"""fal's segment form of a model id. run-model lists it; the other tools take it without listing it."""
