@@ -7,6 +7,8 @@
 - throughput   concurrent get-status over streamable HTTP at 1, 10 and 50 clients            (throughput.py)
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
+- requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
+- history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
 - context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
@@ -29,9 +31,11 @@ from typing import Any
 import chart
 import cold_start
 import context_cost
+import history
 import long_jobs
 import memory
 import overhead
+import requests_per_job
 import rig
 import throughput
 
@@ -41,6 +45,8 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "throughput": throughput.run,
     "memory": memory.run,
     "long_jobs": long_jobs.run,
+    "requests_per_job": requests_per_job.run,
+    "history": history.run,
     "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"

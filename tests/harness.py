@@ -124,12 +124,13 @@ def base_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def bearer_client(url: str, bearer: str | None, *, mode: Any = "auto") -> AsyncIterator[Client]:
-    """An MCP client over streamable HTTP that sends `Authorization: Bearer <bearer>` (as a client config would)."""
+async def bearer_client(url: str, bearer: str | None, *, mode: Any = "auto", **options: Any) -> AsyncIterator[Client]:
+    """An MCP client over streamable HTTP that sends `Authorization: Bearer <bearer>` (as a client config would);
+    `options` go to the `Client` (e.g. `extensions`)."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
         yield client
 

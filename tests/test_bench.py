@@ -13,7 +13,16 @@ from pathlib import Path
 from PIL import Image
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-EVERY_BENCHMARK = {"cold_start", "overhead", "throughput", "memory", "long_jobs", "context"}
+EVERY_BENCHMARK = {
+    "cold_start",
+    "overhead",
+    "throughput",
+    "memory",
+    "long_jobs",
+    "requests_per_job",
+    "history",
+    "context",
+}
 
 
 def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ spawned `--auth fal-key` server for the per-key limits, over MCP and REST), agai
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from fal_mcp.jobs.guards import EndpointPolicy
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
 from tests.conftest import OTHER_KEY, env_for, settings_for
-from tests.harness import HttpServer, bearer_client, start_http_server
+from tests.harness import HttpServer, bearer_client, connect, start_http_server
 from tests.test_tools import error_text, text_of
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +86,23 @@ async def test_input_size_cap(sandbox: SandboxServer, fake: FakeFal) -> None:
         assert not fake.requests
         ok = await client.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "é" * 90}})
         assert not ok.is_error
+
+
+async def test_a_finished_job_stops_counting_at_once_so_every_job_costs_three_requests(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """The operation that sees a job end tells the guards: the running-jobs limit (20 by default) never makes
+    them ask fal about finished jobs, so each completed run costs submit, stream and result, sustained."""
+    async with connect("stdio", sandbox, tmp_path, previews=False) as client:
+        warm_up = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "warm-up"}})
+        assert not warm_up.is_error, text_of(warm_up)  # the model's schema is looked up once, then cached
+        per_job: list[list[str]] = []
+        for index in range(30):
+            mark = len(fake.requests)
+            result = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": f"job {index}"}})
+            assert not result.is_error, text_of(result)
+            per_job.append([r.route for r in fake.requests[mark:]])
+    assert per_job == [["submit", "stream", "result"]] * 30
 
 
 @pytest.fixture(scope="module")

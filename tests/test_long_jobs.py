@@ -257,8 +257,55 @@ async def test_a_cancelled_call_cancels_the_job_at_fal(
                 await anyio.sleep(0.02)
         assert slow_fake.jobs[rid].state == "COMPLETED"  # nothing left running, nothing billing
         assert [r.request_id for r in slow_fake.requests_for("cancel")] == [rid]
+        # the history notes it once fal's answer to the cancel is in, which may be just after fal acted on it
+        with anyio.fail_after(2.0):
+            while not any(
+                r["request_id"] == rid and r["state"] in ("CANCELLATION_REQUESTED", "CANCELLED")
+                for r in structured(await client.call_tool("list-requests", {"limit": 5}))["requests"]
+            ):
+                await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("transport", "options"),
+    [("stdio", {}), ("http", {}), ("http", {"mode": "legacy"})],
+    ids=["stdio", "http", "http-legacy"],
+)
+async def test_an_abandoned_get_result_wait_never_cancels_the_job(
+    open_client: Any, slow_fake: FakeFal, transport: str, options: dict[str, Any]
+) -> None:
+    """get-result is read-only: a client giving up on its wait (as the TypeScript SDK does after 60 s) stops the
+    wait, never the job, which the caller did not start through this call."""
+    async with open_client(transport, **options) as client:
+        submitted = structured(await client.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "x"}}))
+        rid = submitted["request_id"]
+        waiting = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            waiting.set()
+
+        async with anyio.create_task_group() as group:
+
+            async def call() -> None:
+                await client.call_tool(
+                    "get-result",
+                    {"request_id": rid, "endpoint_id": VIDEO, "wait_s": 30},
+                    progress_callback=on_progress,
+                )
+
+            group.start_soon(call)
+            with anyio.fail_after(10):
+                await waiting.wait()  # the server is following the job for this call
+            group.cancel_scope.cancel()  # the client gave up on the wait
+        with anyio.fail_after(15):  # the job runs to its own end at fal
+            while slow_fake.jobs[rid].state != "COMPLETED":
+                await anyio.sleep(0.05)
+        assert not slow_fake.jobs[rid].cancelled
+        assert not slow_fake.requests_for("cancel")  # fal was never asked to cancel anything
+        done = structured(await client.call_tool("get-result", {"request_id": rid, "endpoint_id": VIDEO}))
+        assert done["status"] == "COMPLETED" and done["output"]["video"]["url"]
         listed = structured(await client.call_tool("list-requests", {"limit": 5}))["requests"]
-    assert any(r["request_id"] == rid and r["state"] in ("CANCELLATION_REQUESTED", "CANCELLED") for r in listed)
+    assert [r["state"] for r in listed if r["request_id"] == rid] == ["COMPLETED"]
 
 
 async def test_a_killed_server_loses_nothing(slow_sandbox: SandboxServer, slow_fake: FakeFal, tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
 
     # the request history
     state_dir: str | None = Field(default=None, description="where the request history lives; 'off' disables it")
+    history_max_age_days: float = Field(default=30.0, ge=0, description="rows older than this go (0: kept forever)")
+    history_max_rows: int = Field(
+        default=100_000, ge=0, description="per key: the newest rows kept, active and UNKNOWN ones aside (0: all)"
+    )
 
     @field_validator("run_url", "queue_url", "api_url", "rest_url")
     @classmethod

@@ -2,9 +2,14 @@
 
 An agent asks about the same few models again and again, and every `run-model` looks its endpoint's schema
 up to validate the input; without a cache each of those is a round trip to fal. Entries live
-`FAL_MCP_MODELS_CACHE_TTL_S` (0 turns caching off). A failed lookup is remembered briefly too, so an
-unreachable platform API costs one timeout per minute rather than one per call. Schemas and prices are
-public facts about a model, not about a key, so one cache serves every caller.
+`FAL_MCP_MODELS_CACHE_TTL_S` (0 turns caching off).
+
+What one caller's key sees never decides another caller's checks. A listing and its schema are public facts about
+a model, so one found listing serves every caller. Anything that may depend on the key is kept per caller (its
+partition): an endpoint fal does not list for this key (a private app lists for its owner only), and a lookup fal
+refused (401 with a bogus key, 403, 429, ...), so a bogus key can never switch validation off for anyone else.
+Only a genuine outage of the platform API (a 5xx, no connection, no answer within `LOOKUP_BUDGET_S`) is
+remembered for everyone, briefly, so an unreachable API costs one timeout per minute rather than one per call.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import anyio
 from fal_mcp.fal import platform
 from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.endpoint import EndpointId
-from fal_mcp.fal.errors import FalError, FalNotFoundError
+from fal_mcp.fal.errors import FalError, FalNotFoundError, FalProtocolError, FalServerError, FalTransportError
 from fal_mcp.fal.platform import ListedPrice, ModelListing, ModelPage
 from fal_mcp.jobs.model_schemas import EndpointSchema, read_endpoint_schema
 
 logger = logging.getLogger(__name__)
 
 FAILURE_TTL_S = 60.0
-"""How long a failed lookup (fal unreachable, 5xx) is remembered: validation is then skipped, not retried."""
+"""How long a failed lookup is remembered (an outage for everyone, a refusal for its caller): validation is then
+skipped, not retried."""
 LOOKUP_BUDGET_S = 10.0
 """The longest a schema lookup may hold up a run before the run goes ahead unchecked."""
 MAX_ENTRIES = 512
@@ -61,6 +67,11 @@ class _Expiring(Generic[_V]):
             self._entries.popitem(last=False)
 
 
+def _mine(partition: str, endpoint: EndpointId) -> str:
+    """The cache key of what one caller (its partition) was told about an endpoint."""
+    return f"{partition} {endpoint}"
+
+
 @dataclass(frozen=True)
 class ModelDetails:
     """An endpoint as the platform API lists it, with its schema when the OpenAPI document has one."""
@@ -73,9 +84,15 @@ class ModelCatalog:
     """Search, details and prices of fal endpoints; details and prices are cached for `ttl_s` seconds."""
 
     def __init__(self, ttl_s: float = 900.0, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._details: _Expiring[ModelDetails | None] = _Expiring(ttl_s, clock)
+        self._details: _Expiring[ModelDetails] = _Expiring(ttl_s, clock)
+        """Listings fal gave, by endpoint: the same for every caller."""
+        self._unlisted: _Expiring[bool] = _Expiring(ttl_s, clock)
+        """Endpoints fal did not list for a caller, by partition and endpoint."""
         self._prices: _Expiring[ListedPrice | None] = _Expiring(ttl_s, clock)
-        self._failed: _Expiring[bool] = _Expiring(ttl_s, clock)
+        self._outage: _Expiring[bool] = _Expiring(ttl_s, clock)
+        """Endpoints whose lookup met an outage of the platform API, for everyone."""
+        self._refused: _Expiring[bool] = _Expiring(ttl_s, clock)
+        """Lookups fal refused a caller, by partition and endpoint: that caller's key, not the platform."""
 
     async def search(
         self, fal: FalClient, *, query: str | None, category: str | None, limit: int, cursor: str | None
@@ -90,37 +107,46 @@ class ModelCatalog:
                 continue  # an id we could not send anyway; list it without a price
         return page, await self._prices_of(fal, endpoints)
 
-    async def details(self, fal: FalClient, endpoint: EndpointId) -> ModelDetails | None:
-        """The endpoint's listing and schema, or None when fal does not list it. fal's failures propagate."""
+    async def details(self, fal: FalClient, endpoint: EndpointId, *, partition: str) -> ModelDetails | None:
+        """The endpoint's listing and schema, or None when fal does not list it for the caller of `partition`
+        (who pays with `fal`). fal's failures propagate."""
         hit, cached = self._details.get(str(endpoint))
         if hit:
             return cached
+        if self._unlisted.get(_mine(partition, endpoint))[0]:
+            return None
         listing = await platform.find(fal, endpoint)
-        details = None
-        if listing is not None:
-            schema = read_endpoint_schema(listing.openapi) if listing.openapi else None
-            details = ModelDetails(listing=listing, schema=schema)
+        if listing is None:
+            self._unlisted.put(_mine(partition, endpoint), True)
+            return None
+        schema = read_endpoint_schema(listing.openapi) if listing.openapi else None
+        details = ModelDetails(listing=listing, schema=schema)
         self._details.put(str(endpoint), details)
         return details
 
-    async def schema_for_checking(self, fal: FalClient, endpoint: EndpointId) -> EndpointSchema | None:
+    async def schema_for_checking(
+        self, fal: FalClient, endpoint: EndpointId, *, partition: str
+    ) -> EndpointSchema | None:
         """The schema to validate an input against, or None: an unknown model or an unreachable API means no
         check, never a failed run."""
-        key = str(endpoint)
-        if self._failed.get(key)[0]:
+        mine = _mine(partition, endpoint)
+        if self._outage.get(str(endpoint))[0] or self._refused.get(mine)[0]:
             return None
         details: ModelDetails | None = None
         with anyio.move_on_after(LOOKUP_BUDGET_S) as scope:
             try:
-                details = await self.details(fal, endpoint)
+                details = await self.details(fal, endpoint, partition=partition)
             except FalNotFoundError:
-                self._details.put(key, None)
-            except FalError as error:
+                self._unlisted.put(mine, True)
+            except (FalServerError, FalTransportError, FalProtocolError) as error:
                 logger.info("no schema check for %s: %s", endpoint, error)
-                self._failed.put(key, True, FAILURE_TTL_S)
+                self._outage.put(str(endpoint), True, FAILURE_TTL_S)
+            except FalError as error:  # the caller's key or account, not the platform: for this caller only
+                logger.info("no schema check for %s with this caller's key: %s", endpoint, error)
+                self._refused.put(mine, True, FAILURE_TTL_S)
         if scope.cancelled_caught:
             logger.info("no schema check for %s: the platform API took over %ss", endpoint, LOOKUP_BUDGET_S)
-            self._failed.put(key, True, FAILURE_TTL_S)
+            self._outage.put(str(endpoint), True, FAILURE_TTL_S)
         return details.schema if details is not None else None
 
     async def price(self, fal: FalClient, endpoint: EndpointId) -> ListedPrice | None:

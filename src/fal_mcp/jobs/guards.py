@@ -3,14 +3,17 @@
 - **Endpoints**: `FAL_MCP_ALLOWED_ENDPOINTS` / `FAL_MCP_DENIED_ENDPOINTS` are comma-separated glob patterns matched
   (case-sensitively, `*` crossing `/`) against the endpoint id as the caller gave it, on every operation. A denied
   pattern wins over an allowed one; with no allowed patterns, everything not denied is allowed.
+- **Input shape**: the model input must be JSON fal can read: nested at most `MAX_INPUT_DEPTH` levels, and no
+  `NaN` or `Infinity` (a client's JSON parser may let them through; JSON has no spelling for them).
 - **Input size**: the model input, as compact JSON, may be at most `FAL_MCP_MAX_INPUT_BYTES`.
 - **Submits per minute** (`FAL_MCP_SUBMITS_PER_MINUTE`): submits and synchronous runs of one key over the last
   60 seconds, a sliding window.
 - **Running jobs** (`FAL_MCP_MAX_RUNNING_JOBS`): a key's synchronous runs still in flight, plus the queue requests
-  it submitted through this process that have not been seen to end. Only when that count reaches the limit does
-  the guard ask fal for the status of those requests (at most once per `RECHECK_S` each) and forget every one fal
-  reports finished, cancelled or unknown; so a job counts until it ends at fal, whoever watched it (a cancel made
-  through this server stops it counting at once).
+  it submitted through this process that have not been seen to end. Every operation that sees a job end (a
+  follow, a status, a result, a cancel) says so (`ended`), so a finished job stops counting at once. Only when
+  the count still reaches the limit does the guard ask fal for the status of the requests nobody watched (at most
+  once per `RECHECK_S` each) and forget every one fal reports finished, cancelled or unknown; so a job counts
+  until it ends at fal, whoever watched it.
 
 Limits are per key (its partition) and per process: behind a load balancer each replica counts its own.
 A refusal is a `Refused` (a `ToolFailure`), worded to name the limit, with the HTTP status the REST surface
@@ -27,7 +30,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -42,6 +45,11 @@ SWEEP_ABOVE = 1024
 """Past this many keys with bookkeeping, idle ones are forgotten whenever a new key arrives."""
 RECHECK_S = 2.0
 """A tracked job's status is asked of fal at most this often (only when the running-jobs limit is reached)."""
+MAX_INPUT_DEPTH = 64
+"""Levels of nesting (objects and arrays, the input object itself included) an input may have: far beyond any
+model's schema, and well inside what every JSON parser on the way (ours, the MCP SDK's, fal's) can take."""
+MAX_PATH_CHARS = 80
+"""The longest field path a refusal names (a deep one is cut)."""
 
 
 class Refused(ToolFailure):
@@ -75,6 +83,97 @@ class EndpointPolicy:
             f"(FAL_MCP_ALLOWED_ENDPOINTS / FAL_MCP_DENIED_ENDPOINTS).{allowed} Nothing was sent to fal.",
             status_code=403,
         )
+
+
+class MalformedInput(ToolFailure):
+    """The input is not JSON fal can read (too deep, or a number JSON cannot spell); nothing was sent."""
+
+    @classmethod
+    def too_deep(cls, where: str | None = None, max_depth: int = MAX_INPUT_DEPTH) -> MalformedInput:
+        at = f" (at {where})" if where else ""
+        return cls(
+            f"the input is nested more than {max_depth} levels deep{at}; no model takes that: flatten it. "
+            "Nothing was sent to fal."
+        )
+
+
+def _spelled(number: float) -> str:
+    return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
+def _path(node: tuple[Any, ...] | None) -> str:
+    """`input.a[0].b` from a chain of `(parent, key)` nodes."""
+    keys: list[str | int] = []
+    while node is not None:
+        node, key = node
+        keys.append(key)
+    where = "input"
+    for key in reversed(keys):
+        where += f"[{key}]" if isinstance(key, int) else f".{key}"
+    return where if len(where) <= MAX_PATH_CHARS else where[:MAX_PATH_CHARS] + "..."
+
+
+_PLAIN: frozenset[type[Any]] = frozenset({str, int, bool, type(None)})
+
+
+def check_shape(payload: Mapping[str, Any], max_depth: int = MAX_INPUT_DEPTH) -> None:
+    """Refuse an input nested deeper than `max_depth` levels or holding a number JSON cannot carry.
+
+    Walked with a stack, never by recursion: the input may be nested deeper than Python's own recursion limit. The
+    walk that passes keeps no paths (a large input costs a few ms); only a refusal walks again to name the field.
+    """
+    if not _fits(payload, max_depth):
+        raise _shape_problem(payload, max_depth)
+
+
+def _fits(payload: Mapping[str, Any], max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        for value in cast(Mapping[Any, Any], item).values() if isinstance(item, Mapping) else cast(list[Any], item):
+            if type(value) in _PLAIN:  # the common case first: an ABC check costs more than the rest
+                continue
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    return False
+            elif isinstance(value, Mapping | list | tuple):
+                stack.append((cast(Any, value), depth + 1))
+    return True
+
+
+def _shape_problem(payload: Mapping[str, Any], max_depth: int) -> MalformedInput:
+    """The refusal `check_shape` found, with the path of the first field at fault."""
+    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(payload, 1, None)]
+    while stack:
+        item, depth, node = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return MalformedInput(
+                f"{_path(node)} is {_spelled(item)}, which JSON cannot carry (fal accepts only finite numbers): "
+                "send a number or leave the field out. Nothing was sent to fal."
+            )
+        if isinstance(item, Mapping | list | tuple):
+            if depth > max_depth:
+                return MalformedInput.too_deep(_path(node), max_depth)
+            pairs: list[tuple[Any, Any]] = list(
+                cast(Mapping[Any, Any], item).items() if isinstance(item, Mapping) else enumerate(cast(list[Any], item))
+            )
+            stack.extend((value, depth + 1, (node, key)) for key, value in reversed(pairs))
+    return MalformedInput.too_deep(None, max_depth)  # not reached: check_shape found a problem
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether JSON `value` nests more than `levels` objects and arrays deep (walked with a stack, not recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping | list):
+            if depth > levels:
+                return True
+            children = cast(Mapping[Any, Any], item).values() if isinstance(item, Mapping) else cast(list[Any], item)
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def input_size(payload: Mapping[str, Any]) -> int:
@@ -150,8 +249,9 @@ class Guards:
         self.policy.check(endpoint)
 
     def check(self, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
-        """What can be refused without asking anyone: the endpoint lists and the input's size."""
+        """What can be refused without asking anyone: the endpoint lists, the input's shape and its size."""
         self.policy.check(endpoint)
+        check_shape(payload)
         size = input_size(payload)
         if size > self.max_input_bytes:
             raise Refused(
@@ -192,8 +292,8 @@ class Guards:
             if account.idle:
                 self._accounts.pop(partition, None)
 
-    def forget(self, partition: str, request_id: str) -> None:
-        """A job of this key was cancelled here: it no longer counts as running."""
+    def ended(self, partition: str, request_id: str) -> None:
+        """A job of this key was seen to end (or was cancelled here, or fal does not know it): it stops counting."""
         account = self._accounts.get(partition)
         if account is not None:
             account.jobs.pop(request_id, None)

@@ -7,16 +7,17 @@ MCP: the caller identity comes in as a `Caller`, progress goes out through a `Li
 Three promises live here:
 - **Nothing is lost.** Every request is in the history before it is sent and keeps its last known state; after
   a submit, any failure carries the request id (`AfterSubmit`).
-- **Nothing bills after a cancel.** When the caller abandons a call that is waiting on a request (the MCP client
-  cancelled it, or hung up), fal gets the cancel for that request before the call ends, shielded from the
-  cancellation itself and bounded in time.
+- **Nothing bills after a cancel.** When the caller abandons a run that is waiting on the request it started (the
+  MCP client cancelled it, or hung up), fal gets the cancel for that request before the call ends, shielded from
+  the cancellation itself and bounded in time. Only the run that started a job owns its fate: an abandoned wait
+  on a result (`get-result` is read-only) just stops waiting, and the job goes on at fal.
 - **A wait budget degrades instead of failing**: when it runs out, the request's handle and state come back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ import anyio
 from fal_mcp.calls import calls
 from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
-from fal_mcp.fal.errors import FalAPIError, FalError, FalRequestFailed, answer_lost
+from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
 from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
@@ -188,7 +189,7 @@ class Operations:
         """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
         submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate)
         try:
-            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, announce=True)
+            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, started_here=True)
         except Exception as exc:
             raise AfterSubmit(submitted.request_id, str(endpoint), exc) from exc
 
@@ -197,7 +198,7 @@ class Operations:
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
-        status = await self.caller.fal.status(endpoint, request_id, logs=logs)
+        status = await self._asked(self.caller.fal.status(endpoint, request_id, logs=logs), request_id)
         await self.remember(request_id, status)
         return StatusResult(
             endpoint_id=str(endpoint),
@@ -232,25 +233,32 @@ class Operations:
         logs: bool,
         listener: Listener | None,
         *,
-        announce: bool = False,
+        started_here: bool = False,
     ) -> RequestResult:
+        """Follow the request up to `budget_s`, then answer its output or its state.
+
+        `started_here`: this call submitted the request, so it announces it and, when abandoned, cancels it at fal.
+        A call that only looks at a request (get-result) never changes it: abandoned, it just stops waiting.
+        """
         fal = self.caller.fal
         started = anyio.current_time()
         recorder = _Recorder(self, request_id, listener)
         status: QueueStatus | None = None
         if budget_s > 0:
             try:
-                if announce and listener is not None:
+                if started_here and listener is not None:
                     await listener.submitted(endpoint, request_id)
                 with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
-                    status = await follow(
-                        fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard
+                    status = await self._asked(
+                        follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard),
+                        request_id,
                     )
             except anyio.get_cancelled_exc_class():
-                await self._abandon(endpoint, request_id)
+                if started_here:
+                    await self._abandon(endpoint, request_id)
                 raise
         if status is None:
-            status = await fal.status(endpoint, request_id, logs=logs)
+            status = await self._asked(fal.status(endpoint, request_id, logs=logs), request_id)
             await recorder.heard(status)
         envelope = RequestResult(
             endpoint_id=str(endpoint),
@@ -273,8 +281,20 @@ class Operations:
         self.state.history.observe_soon(self.caller.partition, request_id, COMPLETED, output=envelope.output)
         return envelope
 
+    async def _asked(self, asking: Awaitable[QueueStatus], request_id: str) -> QueueStatus:
+        """A status from fal; one that says the job ended (or that fal does not know it) is told to the guards, so
+        a finished job stops counting against the running-jobs limit without the guards asking fal again."""
+        try:
+            status = await asking
+        except FalNotFoundError:
+            self.state.guards.ended(self.caller.partition, request_id)
+            raise
+        if status.is_terminal:
+            self.state.guards.ended(self.caller.partition, request_id)
+        return status
+
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
-        """The caller gave up on a call waiting for this request: stop it at fal, so nothing bills after a cancel."""
+        """The caller gave up on the run that started this request: stop it at fal, so nothing bills after a cancel."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_ON_ABORT_S):
             try:
                 outcome = await self.caller.fal.cancel(endpoint, request_id)
@@ -302,7 +322,7 @@ class Operations:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
-        self.state.guards.forget(self.caller.partition, request_id)
+        self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
             await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)

@@ -27,7 +27,7 @@ STAND_IN_URL = "https://v3.fal.media/files/local-file"
 
 async def check_input(state: AppState, caller: Caller, endpoint: EndpointId, payload: Mapping[str, Any]) -> None:
     """Refuse, field by field, an input the endpoint's schema rules out."""
-    schema = await state.catalog.schema_for_checking(caller.fal, endpoint)
+    schema = await state.catalog.schema_for_checking(caller.fal, endpoint, partition=caller.partition)
     as_sent = with_file_uris_replaced(payload, {ref: STAND_IN_URL for _, ref in file_references(payload)})
     problems = input_problems(schema, as_sent) if schema is not None else None
     if problems:

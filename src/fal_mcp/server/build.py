@@ -17,8 +17,8 @@ from mcp.server import MCPServer
 from fal_mcp import __version__
 from fal_mcp.fal.client import FalClient
 from fal_mcp.jobs.catalog import ModelCatalog
+from fal_mcp.jobs.history import Retention, resolve_state_dir
 from fal_mcp.jobs.history import opened as opened_history
-from fal_mcp.jobs.history import resolve_state_dir
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
 from fal_mcp.server.prompts import register_prompts
@@ -49,7 +49,7 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        with opened_history(resolve_state_dir(settings.state_dir)) as history:
+        with opened_history(resolve_state_dir(settings.state_dir), Retention.from_settings(settings)) as history:
             async with FalClient.open(settings, transport=transport) as fal, anyio.create_task_group() as background:
                 state = AppState(
                     settings=settings, fal=fal, history=history, catalog=ModelCatalog(settings.models_cache_ttl_s)

@@ -43,10 +43,10 @@ from fal_mcp.fal.errors import (
 )
 from fal_mcp.fal.queue_status import COMPLETED
 from fal_mcp.jobs.failures import AfterSubmit, ToolFailure, explain
-from fal_mcp.jobs.guards import Refused
+from fal_mcp.jobs.guards import MalformedInput, Refused, nested_deeper_than
 from fal_mcp.jobs.operations import Operations
 from fal_mcp.jobs.preflight import InputRefused
-from fal_mcp.jobs.results import ToolOutput
+from fal_mcp.jobs.results import RequestResult, ToolOutput
 from fal_mcp.jobs.state import StateSlot, identity_of
 from fal_mcp.logs import redactor
 from fal_mcp.media.fence import UploadRefused
@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/models/"
 CALL_ID_HEADER = "x-fal-mcp-call-id"
+OUTPUT_MODEL_MAX_DEPTH = 200
+"""Past this depth a model's output is not passed through pydantic (which refuses 255 levels) on its way out."""
 
 Operation = Literal["submit", "status", "result", "cancel"]
 ACTIONS: dict[Operation, str] = {"submit": "submit", "status": "get-status", "result": "get-result", "cancel": "cancel"}
@@ -296,6 +298,8 @@ class RestApi:
             payload: Any = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest("the body is not JSON: send the model input as a JSON object") from None
+        except RecursionError:  # deeper than the parser goes; the guards refuse far shallower input anyway
+            raise MalformedInput.too_deep() from None
         if not isinstance(payload, dict):
             raise BadRequest('the body must be a JSON object: the model input, e.g. {"prompt": "a red fox"}')
         submitted = await ops.submit(
@@ -319,4 +323,8 @@ class RestApi:
     def _answer(self, result: ToolOutput, status: int) -> JSONResponse:
         if self._sandbox:
             result.sandbox = True
+        if isinstance(result, RequestResult) and nested_deeper_than(result.output, OUTPUT_MODEL_MAX_DEPTH):
+            # deeper than pydantic serializes: the model's JSON goes out as fal sent it, beside the envelope
+            envelope = result.model_copy(update={"output": None}).structured()
+            return JSONResponse({**envelope, "output": result.output}, status)
         return JSONResponse(result.structured(), status)

@@ -29,7 +29,7 @@ class RequestList(ToolOutput):
     """Requests from the history, newest first."""
 
     requests: list[RequestRecord]
-    history: str = Field(description="'off' when this server keeps no history")
+    history: str = Field(description="'off' when this server keeps no history, 'unavailable' when it could not open it")
 
 
 def _line(record: RequestRecord) -> str:
@@ -49,9 +49,15 @@ async def list_requests(
     ops = operations(ctx)
     states: tuple[str, ...] = ACTIVE_STATES if state == "active" else ((state,) if state else ())
     records = await ops.recent(states=states, endpoint_prefix=endpoint_id, limit=limit)
-    enabled = ops.state.history.enabled
-    result = RequestList(requests=records, history="on" if enabled else "off")
-    if not enabled:
+    history = ops.state.history
+    problem = history.problem
+    result = RequestList(requests=records, history="on" if history.enabled else ("unavailable" if problem else "off"))
+    if problem is not None:
+        headline = (
+            f"The request history is unavailable: {problem}. Requests still go to fal, but none is recorded; "
+            "make that folder writable or set FAL_MCP_STATE_DIR to one that is."
+        )
+    elif not history.enabled:
         headline = "The request history is off on this server (FAL_MCP_STATE_DIR=off)."
     elif not records:
         headline = "No matching requests in the history."

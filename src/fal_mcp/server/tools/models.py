@@ -64,8 +64,9 @@ def _hit(listing: ModelListing, price: Price | None) -> ModelHit:
 
 async def describe_model(state: AppState, ctx: Context[Any, Any], endpoint: EndpointId) -> ModelSchemaResult:
     """Everything get-model-schema and the schema resource say about one endpoint."""
-    fal = caller_of(ctx).fal
-    details = await state.catalog.details(fal, endpoint)
+    caller = caller_of(ctx)
+    fal = caller.fal
+    details = await state.catalog.details(fal, endpoint, partition=caller.partition)
     if details is None:
         raise ToolFailure(f"fal lists no model {str(endpoint)!r}; find the right endpoint_id with search-models")
     meta = details.listing.metadata

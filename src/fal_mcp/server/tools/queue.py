@@ -6,14 +6,16 @@ is caught by `guarded` and worded by `fal_mcp.jobs.failures`.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from fal_mcp.fal.client import ALREADY_COMPLETED, RequestOptions
 from fal_mcp.fal.endpoint import resolve_endpoint
+from fal_mcp.jobs.guards import nested_deeper_than
 from fal_mcp.jobs.operations import Operations
 from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
 from fal_mcp.jobs.saving import Saver
@@ -53,6 +55,22 @@ def operations(ctx: Context[Any, Any]) -> Operations:
     return Operations(state=state, caller=caller_of(ctx), client_roots=ClientRoots(ctx))
 
 
+STRUCTURED_MAX_DEPTH = 64
+"""Levels of a model's output a result carries as structured content. MCP clients' JSON parsers stop not far above
+(the Python SDK's near 200 levels, the message around the output included; serde_json's at 128)."""
+
+
+def _as_text(output: Any, limit: int) -> TextContent:
+    """A model's output as JSON text, within `limit` characters."""
+    try:
+        text = json.dumps(output, ensure_ascii=False, separators=(",", ":"))
+    except (RecursionError, ValueError):
+        text = "(it is nested too deeply to be written out at all)"
+    if len(text) > limit:
+        text = text[:limit] + f"... [cut at {limit:,} of {len(text):,} characters]"
+    return TextContent(type="text", text=f"output (JSON):\n{text}")
+
+
 async def _saving(ctx: Context[Any, Any], ops: Operations, save_to: str | None) -> tuple[Saver, SaveFolder] | None:
     """With `save_to`, the saver and the folder it admitted (a refusal is the call's error, before anything runs)."""
     if save_to is None:
@@ -79,9 +97,19 @@ async def _reply(
         else:
             headline += " Nothing saved yet: call get-result with save_to once it completes."
     settings = ops.state.settings
-    shown = await show_media(ops.state, result.output, previews=previews, request_id=result.request_id)
+    output = result.output
+    too_deep = nested_deeper_than(output, STRUCTURED_MAX_DEPTH)
+    if too_deep:  # a result must still reach the caller: the output as text, with no structured copy
+        result = result.model_copy(update={"output": None})
+        headline += (
+            f" Its output is nested more than {STRUCTURED_MAX_DEPTH} levels deep, more than structured content may "
+            "carry: it follows as JSON text."
+        )
+    shown = await show_media(ops.state, output, previews=previews, request_id=result.request_id)
     reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
     reply.content += shown.blocks
+    if too_deep:
+        reply.content.append(_as_text(output, settings.text_max_chars))
     return reply
 
 
