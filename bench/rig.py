@@ -155,10 +155,11 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox(time_scale: float = 0.05) -> Iterator[Sandbox]:
-    """The fake fal in a process of its own, until the block ends."""
+def sandbox(time_scale: float = 0.05, extra_keys: Sequence[str] = ()) -> Iterator[Sandbox]:
+    """The fake fal in a process of its own, until the block ends; it also accepts `extra_keys`."""
+    keys = [arg for key in extra_keys for arg in ("--key", key)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "fal_mcp.sandbox", "--time-scale", str(time_scale)],
+        [sys.executable, "-m", "fal_mcp.sandbox", "--time-scale", str(time_scale), *keys],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

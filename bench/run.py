@@ -9,6 +9,7 @@
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
 - history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
+- attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
 - context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
@@ -28,6 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import attacks
 import chart
 import cold_start
 import context_cost
@@ -47,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "long_jobs": long_jobs.run,
     "requests_per_job": requests_per_job.run,
     "history": history.run,
+    "attacks": attacks.run,
     "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"

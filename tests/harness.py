@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +83,10 @@ class HttpServer:
                 self.process.wait()
 
 
-def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpServer:
+def start_http_server(
+    env: dict[str, str], workdir: Path, *args: str, preexec_fn: Callable[[], None] | None = None
+) -> HttpServer:
+    """Spawn the server; `preexec_fn` runs in the child before it starts (to set a resource limit, say)."""
     stderr_path = workdir / f"http-{time.monotonic_ns()}.stderr"
     with stderr_path.open("wb") as sink:
         process = subprocess.Popen(
@@ -93,6 +96,7 @@ def start_http_server(env: dict[str, str], workdir: Path, *args: str) -> HttpSer
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=sink,
+            preexec_fn=preexec_fn,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

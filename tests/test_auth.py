@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -305,3 +306,186 @@ async def test_byok_caller_with_a_key_fal_rejects_is_told_so(byok_server: HttpSe
     assert rest.status_code == 401 and rest.json()["error"]["fal_status"] == 401  # the caller's own key: its 401
     assert {r.headers.get("authorization") for r in fake.requests} == {f"Key {wrong}"}
     assert "wrong-key-secret" not in byok_server.stderr()
+
+
+# -- sessions: one caller cannot lock the others out ---------------------------------------------------------
+
+
+async def open_session(http: httpx.AsyncClient, url: str, credential: str | None) -> httpx.Response:
+    headers = {**ACCEPT, **(bearer(credential) if credential else {})}
+    return await http.post(url, json=INITIALIZE, headers=headers)
+
+
+def from_address(address: str) -> httpx.AsyncClient:
+    """A client whose connections come from `address` (another loopback address: another machine, to the server)."""
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address), timeout=10)
+
+
+async def test_one_caller_cannot_take_every_session(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    """BYOK, where anyone can make up keys: sessions per key, per address for keys fal has not accepted, a reserve
+    for callers that have none, and idle sessions reaped."""
+    env = env_for(
+        sandbox,
+        key=None,
+        FAL_MCP_AUTH="fal-key",
+        FAL_MCP_MAX_SESSIONS="24",
+        FAL_MCP_MAX_SESSIONS_PER_CALLER="4",
+        FAL_MCP_SESSION_IDLE_S="2",
+    )
+    server = start_http_server(env, tmp_path, "--rest")
+    try:
+        url = server.url
+        async with from_address("127.0.0.1") as alice:
+            # Alice's key is known to be real: fal accepted it for a call.
+            known = await alice.post(
+                f"{server.base}/v1/models/{FLUX}/requests", json={"prompt": "x"}, **as_(SANDBOX_KEY)
+            )
+            assert known.status_code == 200
+
+        statuses: dict[str, list[int]] = {}
+        for n in range(2, 9):  # seven attacking machines, each with made-up keys
+            async with from_address(f"127.0.0.{n}") as attacker:
+                one_key = [await open_session(attacker, url, f"made-up-{n}-id:made-up-secret-000") for _ in range(6)]
+                many_keys = [await open_session(attacker, url, f"made-up-{n}-{k}:made-up-secret-000") for k in range(6)]
+            statuses[f"127.0.0.{n}"] = [r.status_code for r in one_key + many_keys]
+            if n == 2:
+                first_session = one_key[0].headers["mcp-session-id"]
+            refused = [r for r in one_key + many_keys if r.status_code != 200]
+            assert refused and all(r.status_code in (429, 503) for r in refused)
+            message = refused[0].json()["error"]["message"]
+            assert "FAL_MCP_MAX_SESSIONS" in message and "\n" not in message
+            assert refused[0].headers["retry-after"].isdigit()
+        # Per key then per address: 4 each at most, and never more than the room left outside the reserve.
+        assert all(s.count(200) <= 4 for s in statuses.values()), statuses
+        assert sum(s.count(200) for s in statuses.values()) <= 24 - 4, statuses
+
+        async with from_address("127.0.0.1") as alice:
+            mine = [await open_session(alice, url, SANDBOX_KEY) for _ in range(2)]
+        assert mine[0].status_code == 200  # the reserve kept room for a known caller that had none
+        assert mine[1].status_code == 429  # and only for those: the reserve is not anybody's second session
+        assert "have none (FAL_MCP_MAX_SESSIONS)" in mine[1].json()["error"]["message"]
+
+        await anyio.sleep(3.5)  # every session idle past FAL_MCP_SESSION_IDLE_S: closed, and room again
+        async with from_address("127.0.0.2") as attacker:
+            again = await open_session(attacker, url, "made-up-2-id:made-up-secret-000")
+            session = {"mcp-session-id": first_session, "mcp-protocol-version": "2025-11-25"}
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            auth = bearer("made-up-2-id:made-up-secret-000")
+            gone = await attacker.post(url, json=listing, headers={**ACCEPT, **auth, **session})
+        async with from_address("127.0.0.1") as alice:
+            mine = [await open_session(alice, url, SANDBOX_KEY) for _ in range(5)]
+        assert again.status_code == 200 and gone.status_code == 404
+        assert [r.status_code for r in mine] == [200, 200, 200, 200, 429]  # a caller's own cap
+        assert "FAL_MCP_MAX_SESSIONS_PER_CALLER" in mine[-1].json()["error"]["message"]
+    finally:
+        server.stop()
+
+
+def as_(key: str) -> dict[str, dict[str, str]]:
+    return {"headers": bearer(key)}
+
+
+async def test_without_auth_sessions_count_per_address(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """`--auth none` has no identity but the client address: the cap counts per address, and ending a session
+    (DELETE) makes room at once."""
+    env = env_for(sandbox, FAL_MCP_MAX_SESSIONS_PER_CALLER="3")
+    server = start_http_server(env, tmp_path)
+    try:
+        async with from_address("127.0.0.1") as first, from_address("127.0.0.2") as second:
+            greedy = [await open_session(first, server.url, None) for _ in range(4)]
+            other = await open_session(second, server.url, None)
+            session = {"mcp-session-id": greedy[0].headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            ended = await first.delete(server.url, headers={**ACCEPT, **session})
+            after = await open_session(first, server.url, None)
+        async with from_address("127.0.0.3") as burst:  # all at once: concurrent requests cannot slip past the cap
+            answers: list[int] = []
+
+            async def one() -> None:
+                answers.append((await open_session(burst, server.url, None)).status_code)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(12):
+                    group.start_soon(one)
+    finally:
+        server.stop()
+    assert [r.status_code for r in greedy] == [200, 200, 200, 429] and other.status_code == 200
+    assert ended.status_code == 200 and after.status_code == 200
+    assert sorted(answers) == [200] * 3 + [429] * 9
+
+
+# -- tokens: each its own partition, unless shared ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partition", ["per-token", "shared"])
+async def test_each_token_sees_only_its_own_requests(
+    partition: str, sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """Two token holders on one server key: by default neither lists, reads or addresses (by id alone) the
+    other's requests; `FAL_MCP_TOKEN_PARTITION=shared` puts them back in one partition."""
+    fake.time_scale = 1.0  # the video stays queued or running
+    env = env_for(
+        sandbox,
+        FAL_MCP_AUTH="token",
+        FAL_MCP_AUTH_TOKENS=f"{TOKEN},{SECOND_TOKEN}",
+        FAL_MCP_TOKEN_PARTITION=partition,
+        FAL_MCP_STATE_DIR=str(tmp_path / "state"),
+    )
+    server = start_http_server(env, tmp_path)
+    try:
+        async with bearer_client(server.url, TOKEN) as alice, bearer_client(server.url, SECOND_TOKEN) as bob:
+            secret_prompt = "the private prompt of alice"
+            mine = structured(
+                await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": secret_prompt}})
+            )
+            rid = mine["request_id"]
+            listed = await bob.call_tool("list-requests", {})
+            by_id = await bob.call_tool("cancel", {"request_id": rid})  # the history resolves a bare id
+            own = structured(await alice.call_tool("list-requests", {}))
+            try:
+                read = str(await bob.read_resource(f"fal://requests/{rid}"))
+            except Exception as exc:
+                read = f"refused: {exc}"
+    finally:
+        server.stop()
+    assert [r["request_id"] for r in own["requests"]] == [rid]
+    if partition == "per-token":
+        assert secret_prompt not in text_of(listed) and rid not in text_of(listed)
+        assert read.startswith("refused") and secret_prompt not in read
+        assert by_id.is_error and not fake.jobs[rid].cancelled
+    else:
+        assert secret_prompt in text_of(listed) and secret_prompt in read
+        assert not by_id.is_error and fake.jobs[rid].cancelled
+
+
+async def test_non_http_connections_are_refused_at_the_gate(sandbox: SandboxServer) -> None:
+    """A websocket (or any scope but HTTP) never reaches MCP or REST past the Host and credential checks."""
+    from fal_mcp.settings import Settings
+    from fal_mcp.web.app import create_http_app
+
+    settings = Settings(
+        _env_file=None,  # pyright: ignore[reportCallIssue]
+        transport="http",
+        auth="token",
+        auth_tokens=TOKEN,
+        queue_url=sandbox.queue_url,
+        run_url=sandbox.run_url,
+    )
+    app = create_http_app(settings)
+    reached: list[str] = []
+
+    async def inner(scope: dict[str, object], receive: object, send: object) -> None:
+        reached.append(str(scope["type"]))
+
+    app.mcp = inner  # what would serve the connection if the gate let it through
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/mcp", "headers": [(b"host", b"evil.example")], "query_string": b""}
+    await app(scope, receive, send)
+    assert reached == []
+    assert sent == [{"type": "websocket.close", "code": 1008}]

@@ -21,6 +21,7 @@ EVERY_BENCHMARK = {
     "long_jobs",
     "requests_per_job",
     "history",
+    "attacks",
     "context",
 }
 

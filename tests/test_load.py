@@ -316,7 +316,9 @@ def check(outcome: Outcome) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def load_sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(FakeFal(time_scale=TIME_SCALE)) as sandbox:
+    # Every request and job is checked against the history afterwards, so the fake keeps them all (the soak too).
+    unbounded = {"max_recorded": 10**7, "max_jobs": 10**7}
+    with SandboxServer(FakeFal(time_scale=TIME_SCALE, **unbounded)) as sandbox:
         yield sandbox
 
 

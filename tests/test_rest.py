@@ -70,8 +70,8 @@ async def test_submit_poll_fetch(http: httpx.AsyncClient, fake: FakeFal) -> None
     handle = submitted.json()
     rid = handle["request_id"]
     assert handle["status"] == "IN_QUEUE" and handle["endpoint_id"] == FLUX and "sandbox" not in handle
-    assert handle["status_url"] == f"/v1/models/fal-ai/flux/requests/{rid}/status"
-    assert handle["response_url"] == f"/v1/models/fal-ai/flux/requests/{rid}"
+    assert handle["status_url"] == f"/v1/models/{FLUX}/requests/{rid}/status"  # the id it was submitted to
+    assert handle["response_url"] == f"/v1/models/{FLUX}/requests/{rid}"
     assert submitted.headers["x-fal-mcp-call-id"]
 
     status = await poll(http, handle["status_url"])
@@ -291,12 +291,16 @@ async def test_openapi_document_describes_the_surface(http: httpx.AsyncClient) -
         for method, operation in item.items()
     }
     base = "/v1/models/{model_owner}/{model_name}/requests"
+    sub = "/v1/models/{model_owner}/{model_name}/{subpath}/requests"  # where a submit's links point
     assert operations == {
         "submitrequest": ("post", base),
-        "submitrequestsubpath": ("post", "/v1/models/{model_owner}/{model_name}/{subpath}/requests"),
+        "submitrequestsubpath": ("post", sub),
         "getstatus": ("get", base + "/{request_id}/status"),
         "getresult": ("get", base + "/{request_id}"),
         "cancel": ("put", base + "/{request_id}/cancel"),
+        "getstatussubpath": ("get", sub + "/{request_id}/status"),
+        "getresultsubpath": ("get", sub + "/{request_id}"),
+        "cancelsubpath": ("put", sub + "/{request_id}/cancel"),
     }
     schemas = document["components"]["schemas"]
     for schema in schemas.values():
@@ -305,3 +309,27 @@ async def test_openapi_document_describes_the_surface(http: httpx.AsyncClient) -
     for ref in {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}:
         assert ref in schemas
     assert "security" not in document  # this server asks for no credentials
+
+
+async def test_links_a_submit_hands_out_work_under_an_allow_list(sandbox: SandboxServer, tmp_path_factory: Any) -> None:
+    """`FAL_MCP_ALLOWED_ENDPOINTS='fal-ai/flux/*'` (the README's example): the status, result and cancel links of a
+    submit answer; the allow-list still refuses an endpoint outside it, and a request addressed through one."""
+    env = env_for(sandbox, FAL_MCP_ALLOWED_ENDPOINTS="fal-ai/flux/*")
+    server = start_http_server(env, tmp_path_factory.mktemp("allowed"), "--rest")
+    try:
+        async with httpx.AsyncClient(base_url=server.base, timeout=20) as http:
+            submitted = await http.post(f"/v1/models/{FLUX}/requests", json={"prompt": "a red fox"})
+            handle = submitted.json()
+            status = await poll(http, handle["status_url"])
+            result = await http.get(handle["response_url"])
+            cancel = await http.put(handle["cancel_url"])
+            outside = await http.post(f"/v1/models/{VIDEO}/requests", json={"prompt": "x"})
+            base_id = await http.get(f"/v1/models/fal-ai/flux/requests/{handle['request_id']}/status")
+    finally:
+        server.stop()
+    assert submitted.status_code == 200
+    assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
+    assert result.status_code == 200 and result.json()["output"]["images"]
+    assert cancel.status_code == 200 and cancel.json()["status"] == "ALREADY_COMPLETED"
+    assert error_of(outside, 403)["error_type"] == "refused"
+    assert error_of(base_id, 403)["error_type"] == "refused"  # 'fal-ai/flux' itself is not on the list

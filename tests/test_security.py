@@ -6,18 +6,21 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
+import httpx
 import pytest
 from mcp import Client
 
 from fal_mcp.logs import REDACTED, SecretRedactor
-from fal_mcp.sandbox import FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from tests.conftest import OTHER_KEY, env_for
-from tests.harness import connect, http_server
+from tests.harness import bearer_client, connect, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +147,211 @@ def test_redactor_scrubs_keys_and_their_halves() -> None:
     output = stream.getvalue()
     assert KEY_ID not in output and KEY_SECRET not in output
     assert output.count(REDACTED) >= 4
+
+
+# -- a key pasted anywhere is never echoed back, nor stored ------------------------------------------------------
+
+FAL_SHAPED = "3f2a1b4c-1111-4222-8333-444455556666:0123456789abcdef0123456789abcdef"
+"""Shaped like a real fal key (`<uuid>:<32 hex>`) and registered nowhere: scrubbed for its shape alone."""
+
+
+def pasting(key: str) -> list[tuple[str, dict[str, Any]]]:
+    """Tool calls that put `key` where the SDK's argument checks refuse it (and, so, would quote it)."""
+    run = {"endpoint_id": FLUX, "input": {"prompt": "x"}}
+    return [
+        ("submit", {**run, "hint": key + " with a space"}),
+        ("submit", {**run, "priority": key}),
+        ("run-model", {**run, "mode": key}),
+        ("submit", {**run, "webhook_url": key}),
+        ("run-model", {"endpoint_id": FLUX, "input": key}),
+        ("list-requests", {"state": key}),
+        ("list-requests", {"limit": key}),
+        ("get-status", {"endpoint_id": FLUX, "request_id": key}),
+    ]
+
+
+async def test_a_pasted_key_is_never_echoed_back_nor_stored(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """The server's key, and anything shaped like a fal key, pasted into any argument, an input, a resource URI or
+    a REST path: no tool result, error, resource error, REST body, log line or history row shows it."""
+    state = tmp_path / "state"
+    env = env_for(sandbox, key=OTHER_KEY, FAL_MCP_STATE_DIR=str(state))
+    shown: list[str] = []
+    with http_server(env, tmp_path, "--rest", "-vv") as server:
+        async with connect("http", sandbox, tmp_path, http_url=server.url) as client:
+            for pasted in (OTHER_KEY, FAL_SHAPED):
+                for tool, arguments in pasting(pasted):
+                    result = await client.call_tool(tool, arguments)
+                    assert result.is_error, (tool, arguments)
+                    shown.append(result.model_dump_json())
+                with pytest.raises(Exception) as refused:
+                    await client.read_resource(f"fal://requests/{pasted}")
+                shown.append(str(refused.value))
+                ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": pasted}})
+                assert not ran.is_error and ran.structured_content is not None
+                assert ran.structured_content["output"]["prompt"] == REDACTED  # the model echoes its prompt
+                shown.append(ran.model_dump_json())
+            listed = await client.call_tool("list-requests", {"limit": 10})
+            shown.append(listed.model_dump_json())
+            assert listed.structured_content is not None
+            summaries = [r["input_summary"] for r in listed.structured_content["requests"]]
+            assert {"prompt": REDACTED} in summaries
+        async with httpx.AsyncClient(base_url=server.base, timeout=20) as http:
+            for pasted in (OTHER_KEY, FAL_SHAPED):
+                status = await http.get(f"/v1/models/fal-ai/flux/requests/{pasted}/status")
+                submitted = await http.post(f"/v1/models/{FLUX}/requests", json={"prompt": pasted})
+                assert status.status_code == 400 and submitted.status_code == 200
+                result = await poll_rest(http, submitted.json()["response_url"])
+                assert result.json()["output"]["prompt"] == REDACTED
+                shown += [status.text, submitted.text, result.text]
+        logs = server.stderr()
+    stored = b"".join(path.read_bytes() for path in state.iterdir() if path.name.startswith("history"))
+    for key in (OTHER_KEY, FAL_SHAPED):
+        for where, text in (
+            ("an answer", "\n".join(shown)),
+            ("a log line", logs),
+            ("the history", stored.decode("latin-1")),
+        ):
+            for part in key.split(":"):
+                assert part not in text, f"{part[:6]}... reached {where}"
+    assert sum(REDACTED in text for text in shown) >= 10  # the answers did quote what was pasted, scrubbed
+    assert "DEBUG" in logs
+
+
+async def poll_rest(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    for _ in range(200):
+        response = await http.get(url)
+        if response.status_code == 200:
+            return response
+        await anyio.sleep(0.05)
+    raise AssertionError(f"{url} did not complete")
+
+
+# -- made-up bearers register nothing; a key counts once fal has accepted it --------------------------------------
+
+
+async def test_made_up_bearers_register_nothing_and_blank_no_words(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """`--auth fal-key`: bearers fal never accepted, shaped to blank chosen words, change nothing in later logs."""
+    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key")
+    with http_server(env, tmp_path, "--rest", "-v") as server:
+        async with httpx.AsyncClient(base_url=server.base, timeout=20) as http:
+            for n in range(300):  # each a new "caller", whose call fal refuses with 401
+                bearer = {"Authorization": f"Bearer chosen-{n:04d}:run-model"}
+                refused = await http.get(f"/v1/models/fal-ai/flux/requests/{n:04d}/status", headers=bearer)
+                assert refused.status_code == 401
+        async with bearer_client(server.url, SANDBOX_KEY) as client:
+            ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
+        logs = server.stderr()
+    assert not ran.is_error
+    assert "run-model ok in" in logs, logs[-2000:]  # the words the bearers named are still there
+    assert "chosen-" not in logs
+    assert SANDBOX_KEY.split(":")[1] not in logs
+
+
+async def test_a_key_fal_has_not_accepted_never_reaches_a_log_line_or_an_answer(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """A caller whose key fal refuses (so it is never registered) pastes it everywhere: it still shows nowhere."""
+    wrong = "wrong-key-id-0001:wrong-key-secret-0123456789"
+    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key")
+    shown: list[str] = []
+    with http_server(env, tmp_path, "--rest", "-vv") as server:
+        async with bearer_client(server.url, wrong) as client:
+            for tool, arguments in pasting(wrong):
+                shown.append((await client.call_tool(tool, arguments)).model_dump_json())
+            submitted = await client.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": wrong}})
+            shown.append(submitted.model_dump_json())
+        async with httpx.AsyncClient(base_url=server.base, timeout=20) as http:
+            auth = {"Authorization": f"Bearer {wrong}"}
+            rest = await http.get(f"/v1/models/fal-ai/flux/requests/{wrong}/status", headers=auth)
+            shown.append(rest.text)
+        logs = server.stderr()
+    assert "401" in submitted.model_dump_json()  # fal refused the key: it was never accepted
+    for part in wrong.split(":"):
+        assert part not in logs and part not in "\n".join(shown)
+    assert "DEBUG" in logs and REDACTED in logs
+
+
+def test_accepted_keys_are_bounded_and_scrubbing_still_finds_them() -> None:
+    redactor = SecretRedactor(max_accepted=100)
+    keys = [f"caller-{n:05d}-id:caller-{n:05d}-secret-0123456789" for n in range(1000)]
+    for key in keys:
+        redactor.accept(key)
+    assert redactor.accepted_count == 100
+    assert not redactor.accepted(keys[0]) and redactor.accepted(keys[-1])
+    line = f"seen {keys[-1]}, glued 3A{keys[-2].split(':')[1]}, forgotten {keys[0]}"
+    assert redactor.scrub(line) == f"seen {REDACTED}:{REDACTED}, glued 3A{REDACTED}, forgotten {keys[0]}"
+    assert redactor.scrub(f"real-shaped {FAL_SHAPED}") == f"real-shaped {REDACTED}"  # its shape alone
+    assert redactor.scrub("fal-ai/flux/schnell run-model ok") == "fal-ai/flux/schnell run-model ok"
+
+
+# -- the sandbox: webhooks stay on the machine, what it records is bounded, its key is a key -----------------------
+
+
+def test_sandbox_webhooks_reach_loopback_only(trap: str) -> None:
+    """Metadata, private, public and non-http targets are refused, sending nothing; a loopback receiver gets its
+    delivery; with `webhook_path` (callers may be remote) only that path on loopback is served."""
+    refused_targets = [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hook",
+        "http://[fd00::1]/hook",
+        "https://example.com/hook",
+        "file:///etc/passwd",
+    ]
+    for webhook_path in (None, "/webhooks/fal"):
+        Trap.seen.clear()
+        with SandboxServer(FakeFal(time_scale=0.01, webhook_path=webhook_path)) as sandbox:
+            targets = [*refused_targets, f"{trap}/hook", f"{trap}/webhooks/fal"]
+            with httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=10) as http:
+                for target in targets:
+                    submitted = http.post(f"{sandbox.queue_url}/{FLUX}", params={"fal_webhook": target}, json={})
+                    assert submitted.status_code == 200
+            deadline = time.monotonic() + 10
+            while len(sandbox.fake.webhook_deliveries) < len(targets):
+                assert time.monotonic() < deadline, sandbox.fake.webhook_deliveries
+                time.sleep(0.05)
+            outcome = {d.url: (d.status_code, d.error) for d in sandbox.fake.webhook_deliveries}
+        for target in refused_targets:
+            status, error = outcome[target]
+            assert status is None and error is not None and error.startswith("refused")
+        delivered = {seen.split("\n", 1)[0] for seen in Trap.seen}
+        if webhook_path is None:
+            assert delivered == {"POST /hook", "POST /webhooks/fal"}
+        else:
+            assert delivered == {"POST /webhooks/fal"}
+            assert (
+                outcome[f"{trap}/hook"][1]
+                == "refused: this sandbox delivers webhooks only to /webhooks/fal on loopback"
+            )
+
+
+def test_sandbox_keeps_a_bounded_record() -> None:
+    with (
+        SandboxServer(FakeFal(time_scale=0.01, max_recorded=50, max_recorded_body=1000, max_jobs=40)) as sandbox,
+        httpx.Client(headers={"Authorization": f"Key {SANDBOX_KEY}"}, timeout=10) as http,
+    ):
+        for n in range(200):
+            submitted = http.post(f"{sandbox.queue_url}/{FLUX}", json={"prompt": f"{n:04d}" + "x" * 5000})
+            assert submitted.status_code == 200
+        fake = sandbox.fake
+        assert 50 <= len(fake.requests) <= 55 and len(fake.jobs) == 40
+        latest = fake.requests[-1]
+        assert len(latest.body) == 1000 and latest.size > 5000 and latest.body.startswith(b'{"prompt":"0199')
+        assert submitted.json()["request_id"] in fake.jobs
+
+
+async def test_sandbox_key_is_redacted_like_any_key(tmp_path: Path) -> None:
+    """`fal-mcp --sandbox`: the sandbox's key, pasted into an argument, shows in no log line and no answer."""
+    with http_server({}, tmp_path, "--sandbox", "-vv") as server:
+        async with bearer_client(server.url, None) as client:
+            pasted = await client.call_tool("get-status", {"endpoint_id": FLUX, "request_id": SANDBOX_KEY})
+            ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": SANDBOX_KEY}})
+        logs = server.stderr()
+    assert pasted.is_error and not ran.is_error
+    for part in SANDBOX_KEY.split(":"):
+        for text in (logs, pasted.model_dump_json(), ran.model_dump_json()):
+            assert part not in text
+    assert REDACTED in logs and REDACTED in pasted.model_dump_json()

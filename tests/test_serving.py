@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import resource
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from fal_mcp.calls import calls
 from fal_mcp.logs import REDACTED, CallIdFilter, JsonFormatter, SecretRedactor
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from tests.conftest import OTHER_KEY, env_for
-from tests.harness import HttpServer, bearer_client, http_server
+from tests.harness import HttpServer, base_env, bearer_client, fal_mcp_command, http_server, start_http_server
+from tests.test_auth import ACCEPT, INITIALIZE
 from tests.test_tools import text_of
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +191,94 @@ async def test_sigterm_cancels_calls_still_running_after_the_grace_period(
     assert "result" not in outcome and "error" in outcome
     assert 1 <= outcome["took"] < 6, logs
     assert "cancelling 1 call(s) still in flight" in logs
+
+
+# -- slow clients, ports, Host without a port ------------------------------------------------------------------
+
+
+def small_file_limit() -> None:
+    """In the server's child process: 512 open files, as a cramped host would allow (most allow 1,024)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+
+async def test_slow_clients_cannot_hold_the_server(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    """700 sockets that send a request slowly, or nothing at all, more than the process has files for: health
+    checks and calls are still served at once, and each slow socket is cut off when its time to send is up."""
+    env = env_for(sandbox, FAL_MCP_REQUEST_READ_TIMEOUT_S="3")
+    server = start_http_server(env, tmp_path, preexec_fn=small_file_limit)
+    host, port = server.base.removeprefix("http://").split(":")
+    slow: list[socket.socket] = []
+    try:
+        for n in range(700):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            if n % 2:  # half send the start of a request and stall; half send nothing
+                sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+            slow.append(sock)
+        async with httpx.AsyncClient(base_url=server.base, timeout=5) as http:
+            alive = await http.get("/healthz")
+        async with bearer_client(server.url, None) as client:
+            ran = await client.call_tool("get-model-schema", {"endpoint_id": FLUX})
+        assert alive.status_code == 200 and not ran.is_error
+        await anyio.sleep(4)  # past FAL_MCP_REQUEST_READ_TIMEOUT_S: the server has let go of every slow socket
+        answers = [_drain(sock) for sock in slow[-20:]]
+        assert all(answer is not None for answer in answers), answers
+        assert any(answer.startswith(b"HTTP/1.1 408") for answer in answers if answer)
+        logs = server.stderr()
+    finally:
+        for sock in slow:
+            sock.close()
+        server.stop()
+    assert "FAL_MCP_MAX_CONNECTIONS lowered" in logs and "Traceback" not in logs
+
+
+def _drain(sock: socket.socket) -> bytes | None:
+    """What the server sent before closing the socket; None if it is still open."""
+    sock.settimeout(0.5)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return None
+    except OSError:  # reset: closed by the server too
+        pass
+    return received
+
+
+async def test_loopback_host_without_a_port_is_served(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """What a client sends to a server on port 80 (or behind TLS on 443): `Host: localhost`, no port."""
+    with http_server(env_for(sandbox), tmp_path) as server:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answers = [
+                await http.post(server.url, json=INITIALIZE, headers={**ACCEPT, **headers})
+                for headers in (
+                    {"Host": "localhost"},
+                    {"Host": "127.0.0.1"},
+                    {"Host": "[::1]"},
+                    {"Host": "localhost", "Origin": "http://localhost"},
+                )
+            ]
+            foreign = await http.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Host": "evil.example"})
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200]
+    assert foreign.status_code == 421
+
+
+def test_a_busy_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [fal_mcp_command(), "--transport", "http", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=base_env(),
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    problem = [line for line in lines if "--port" in line]
+    assert len(problem) == 1 and f"port {port}" in problem[0] and "in use" in problem[0], done.stderr

@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 from fal_mcp import __version__
 from fal_mcp.logs import configure_logging, redactor
 from fal_mcp.settings import Settings, load
-from fal_mcp.web.auth import startup_problem
+from fal_mcp.web.auth import is_loopback, startup_problem
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -68,7 +68,11 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
         return
     from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 
-    with SandboxServer(FakeFal()) as fake:
+    redactor.add(SANDBOX_KEY)  # a key like any other: callers of --sandbox --auth fal-key send it too
+    # Served to the network, the callers choosing webhook URLs may be remote: then the fake delivers webhooks only
+    # to fal-mcp's own route on loopback, never to whatever else listens there.
+    remote = settings.transport == "http" and not is_loopback(settings.host)
+    with SandboxServer(FakeFal(webhook_path="/webhooks/fal" if remote else None)) as fake:
         logger.warning("sandbox: fake fal on %s; nothing leaves this machine and nothing is billed", fake.url)
         # With --auth fal-key the callers bring the key (the sandbox's own); the server still holds none.
         key = None if settings.auth == "fal-key" else SecretStr(SANDBOX_KEY)

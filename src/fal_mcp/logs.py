@@ -1,52 +1,238 @@
-"""Logging to stderr, with every known secret blanked out of every record.
+"""Logging to stderr, with every known secret blanked out of every record, and the one definition of "a key".
 
 stdout belongs to the stdio transport, so nothing of ours may ever print there. The redaction is a filter on
 the handler, not a convention: any log line from any library (httpx, uvicorn, the SDK) that would contain a
-registered key shows `[REDACTED]` instead, in either format (`text`, or `json`: one object per line).
+key shows `[REDACTED]` instead, in either format (`text`, or `json`: one object per line). The same
+`redactor.scrub` is what the surfaces apply to everything they send back (tool results, resource reads,
+JSON-RPC errors, REST bodies) and what the history applies to an input before it stores its summary.
+
+What counts as a key:
+
+- the server's own secrets (its fal key, the `--auth token` tokens, the sandbox's key), registered at start
+  with `add()` and kept for the life of the process;
+- every caller key fal has accepted (a 2xx answer to a request it paid for), registered with `accept()`:
+  at most `MAX_ACCEPTED_KEYS`, the least recently used forgotten first. A bearer string fal never accepted is
+  never registered, so nobody can grow this set, or choose words to blank out of later lines, by sending
+  made-up credentials;
+- the credential of the call being served (`protecting()`), accepted or not, for as long as that call runs;
+- anything shaped like a fal key, `<uuid>:<32 hex digits>` (also with the colon percent-encoded, or cut short
+  as a message may quote it), registered or not.
+
+Scrubbing costs the same however many keys were seen: the server's few secrets are plain substring searches;
+accepted keys are looked up in a set, one run of key characters (`A-Z a-z 0-9 _ -`, at least 8) at a time,
+and within a run at each of the few distinct lengths the registered key parts have.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import logging
+import re
 import sys
 import threading
+from collections import Counter, OrderedDict
+from collections.abc import Generator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from fal_mcp.calls import current_call_id
 
 REDACTED = "[REDACTED]"
+MAX_ACCEPTED_KEYS = 4096
+"""Caller keys remembered for redaction; beyond that the least recently used is forgotten (and registered again
+the next time fal accepts it)."""
+MIN_PART = 8
+"""Key parts shorter than this are not redacted on their own: they would blank ordinary words."""
+LONG_TEXT = 64 * 1024
+"""Strings longer than this (inline media, mostly) skip the per-run lookup; every other check still applies."""
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s%(call)s: %(message)s"
+_FAL_KEY_SHAPE = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?::|%3[Aa])[0-9A-Fa-f]{4,32}"
+)
+"""A fal key's shape: its id (a uuid), a colon, its secret (32 hex digits; a shortened one, as an error message may
+quote it, from 4 on)."""
+_RUN = re.compile(r"[A-Za-z0-9_-]+")
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+(?::[A-Za-z0-9_-]+)?")
+"""What a fal key may be made of (`<key id>:<key secret>`); a caller's key must have this shape to be accepted."""
+
+_call_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("fal_mcp_call_secrets", default=())
+
+
+def _empty_like(container: Any) -> dict[Any, Any] | list[Any]:
+    return {} if isinstance(container, dict) else []
+
+
+@functools.cache
+def _runs_of(length: int) -> re.Pattern[str]:
+    return re.compile(f"[A-Za-z0-9_-]{{{length},}}")
+
+
+def _parts(secret: str) -> tuple[str, ...]:
+    """The secret and each of its runs of key characters, long enough to be hidden on their own."""
+    return tuple(dict.fromkeys(part for part in (secret, *_RUN.findall(secret)) if len(part) >= MIN_PART))
 
 
 class SecretRedactor(logging.Filter):
-    """Replaces registered secrets (and each half of a `key_id:key_secret` key) in log records."""
+    """Replaces every key (see the module docstring) in log records and in whatever `scrub()` is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_accepted: int = MAX_ACCEPTED_KEYS) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
-        self._longest_first: tuple[str, ...] = ()
+        self._max_accepted = max_accepted
         self._lock = threading.Lock()
+        self._own: tuple[str, ...] = ()
+        """The server's own secrets and their parts, longest first (a handful: plain substring searches)."""
+        self._accepted: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        """Accepted caller keys -> their runs, least recently used first."""
+        self._runs: dict[str, int] = {}
+        """Every run of every accepted key -> how many accepted keys have it."""
+        self._lengths: tuple[int, ...] = ()
+        """The distinct lengths in `_runs`, longest first."""
+        self._long_runs = _runs_of(MIN_PART)
+        """Runs of key characters at least as long as the shortest registered run."""
+        self._length_counts: Counter[int] = Counter()
+
+    # -- registering ---------------------------------------------------------------------------------
 
     def add(self, secret: str) -> None:
-        """Register a key; cheap when it is known already (over HTTP with BYOK, every request registers its key)."""
-        # Short fragments would blank ordinary words; real key halves are long.
-        parts = {part for part in (secret, *secret.split(":")) if len(part) >= 8}
-        if parts <= self._secrets:
+        """Register one of the server's own secrets (its key, a token, the sandbox's key) for good."""
+        parts = _parts(secret.strip())
+        if set(parts) <= set(self._own):
             return
         with self._lock:
-            self._secrets |= parts
-            self._longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
+            self._own = tuple(sorted({*self._own, *parts}, key=len, reverse=True))
+
+    def accept(self, key: str) -> None:
+        """Register a caller's key that fal has just accepted; cheap when it is known already."""
+        if key in self._accepted:
+            try:
+                self._accepted.move_to_end(key)
+            except KeyError:  # evicted by another thread in between: it comes back below
+                pass
+            else:
+                return
+        runs = tuple(run for run in _RUN.findall(key) if len(run) >= MIN_PART)
+        if not runs:
+            return
+        with self._lock:
+            if key in self._accepted:
+                return
+            self._accepted[key] = runs
+            for run in runs:
+                self._count(run, +1)
+            while len(self._accepted) > self._max_accepted:
+                _, forgotten = self._accepted.popitem(last=False)
+                for run in forgotten:
+                    self._count(run, -1)
+            self._lengths = tuple(sorted(self._length_counts, reverse=True))
+            self._long_runs = _runs_of(self._lengths[-1] if self._lengths else MIN_PART)
+
+    def _count(self, run: str, change: int) -> None:
+        count = self._runs.get(run, 0) + change
+        if count > 0:
+            if run not in self._runs:
+                self._length_counts[len(run)] += 1
+            self._runs[run] = count
+        else:
+            del self._runs[run]
+            self._length_counts[len(run)] -= 1
+            if not self._length_counts[len(run)]:
+                del self._length_counts[len(run)]
+
+    def accepted(self, key: str) -> bool:
+        """Whether fal has accepted `key` (recently enough to be remembered)."""
+        return key in self._accepted
+
+    @property
+    def accepted_count(self) -> int:
+        return len(self._accepted)
+
+    @contextmanager
+    def protecting(self, secret: str | None) -> Generator[None]:
+        """While the block runs (and in every task it starts), `secret` is scrubbed too, accepted or not.
+
+        The HTTP gate wraps each request in it with the caller's credential, so a key fal has not accepted yet
+        (or never will) still cannot reach a log line or an answer made while serving that caller.
+        """
+        if not secret:
+            yield
+            return
+        token = _call_secrets.set((*_call_secrets.get(), *_parts(secret)))
+        try:
+            yield
+        finally:
+            _call_secrets.reset(token)
+
+    # -- scrubbing -----------------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        for secret in self._longest_first:
+        """`text` with every key replaced by `[REDACTED]`."""
+        for secret in self._own:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        for secret in _call_secrets.get():
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if ":" in text or "%3" in text:
+            text = _FAL_KEY_SHAPE.sub(REDACTED, text)
+        if self._runs and len(text) <= LONG_TEXT:
+            text = self._long_runs.sub(self._hide_run, text)
         return text
 
+    def _hide_run(self, match: re.Match[str]) -> str:
+        run = match.group()
+        runs, lengths = self._runs, self._lengths
+        if run in runs:
+            return REDACTED
+        # A key glued to other key characters (`3A` of a percent-encoded colon, say): look at each offset, at
+        # each registered length only. The cost depends on the run and on how many lengths there are, never
+        # on how many keys.
+        pieces: list[str] = []
+        plain = start = 0
+        end = len(run)
+        while start <= end - MIN_PART:
+            for length in lengths:
+                if length <= end - start and run[start : start + length] in runs:
+                    pieces += (run[plain:start], REDACTED)
+                    start = plain = start + length
+                    break
+            else:
+                start += 1
+        if not pieces:
+            return run
+        pieces.append(run[plain:])
+        return "".join(pieces)
+
+    def scrub_data(self, value: Any) -> Any:
+        """A JSON-like value (dicts, lists, strings, numbers) with every string scrubbed; the same shape back.
+
+        Walked with a stack of its own, not by recursion: a model's output may be nested deeper than Python
+        recurses.
+        """
+        if not isinstance(value, dict | list | tuple):
+            return self.scrub(value) if isinstance(value, str) else value
+        top = _empty_like(value)
+        pending: list[tuple[Any, Any]] = [(value, top)]
+        while pending:
+            source, copy = pending.pop()
+            items = cast(dict[Any, Any], source).items() if isinstance(source, dict) else enumerate(source)
+            for name, item in items:
+                if isinstance(item, str):
+                    item = self.scrub(item)
+                elif isinstance(item, dict | list | tuple):
+                    child = _empty_like(item)
+                    pending.append((cast(Any, item), child))
+                    item = child
+                if isinstance(copy, dict):
+                    copy[self.scrub(name) if isinstance(name, str) else name] = item
+                else:
+                    cast(list[Any], copy).append(item)
+        return top
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
         scrubbed = self.scrub(message)
         if record.exc_info and record.exc_text is None:
@@ -59,7 +245,7 @@ class SecretRedactor(logging.Filter):
 
 
 redactor = SecretRedactor()
-"""The process-wide filter: register every key the server will use with `redactor.add(key)`."""
+"""The process-wide filter: `add()` the server's secrets at start; fal's answers `accept()` callers' keys."""
 
 
 class CallIdFilter(logging.Filter):

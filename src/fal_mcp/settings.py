@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         default=10, ge=0, description="seconds in-flight HTTP calls get to finish at shutdown"
     )
+    token_partition: Literal["per-token", "shared"] = Field(
+        default="per-token", description="auth=token: each token's own history, tasks and limits, or one shared"
+    )
+    max_sessions: int = Field(default=1000, ge=1, description="MCP sessions open at once, all callers together")
+    max_sessions_per_caller: int = Field(default=50, ge=1, description="MCP sessions one caller may hold open")
+    session_idle_s: float = Field(default=300.0, gt=0, description="an MCP session unused this long is closed")
+    max_connections: int = Field(default=1000, ge=8, description="HTTP connections open at once")
+    request_read_timeout_s: float = Field(
+        default=30.0, gt=0, description="time a client has to send a request's headers and body"
+    )
 
     # -- models, uploads, previews --
     models_cache_ttl_s: float = Field(

@@ -34,6 +34,7 @@ from fal_mcp.fal.errors import (
 from fal_mcp.fal.eventstream import sse_data
 from fal_mcp.fal.queue_status import QueueStatus, RunResponse, SubmitResponse
 from fal_mcp.fal.retry import RetryPolicy
+from fal_mcp.logs import redactor
 from fal_mcp.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ class FalClient:
             if not response.is_success:
                 await response.aread()
                 raise decode_response_error(response)
+            self._accepted()
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 raise FalProtocolError(f"{what}: fal answered without an event stream")
             yield _statuses(response, what)
@@ -299,6 +301,11 @@ class FalClient:
         )
 
     # -- plumbing ------------------------------------------------------------------------------------
+
+    def _accepted(self) -> None:
+        """fal answered a request this key paid for: it is a real key, so no log line may show it from now on."""
+        if self._key is not None:
+            redactor.accept(self._key.get_secret_value())
 
     def _auth_headers(self) -> dict[str, str]:
         if self._key is None:
@@ -344,6 +351,8 @@ class FalClient:
                 error = _transport_error(exc, what)
             else:
                 if response.is_success:
+                    if not url.startswith(self.urls.api_base + "/"):  # the listing answers even a made-up key
+                        self._accepted()
                     return response
                 error = decode_response_error(response)
             attempt += 1

@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio.to_thread
 from pydantic import BaseModel, Field
 
+from fal_mcp.logs import redactor
+
 if TYPE_CHECKING:
     from fal_mcp.settings import Settings
 
@@ -176,7 +178,7 @@ def summarize_input(value: Any, budget: int = MAX_SUMMARY_CHARS) -> Any:
             return [elide(v) for v in cast(list[Any], item)]
         return item
 
-    summary = elide(value)
+    summary = redactor.scrub_data(elide(value))  # a key pasted into an input is never stored, nor shown again
     text = json.dumps(summary, ensure_ascii=False)
     if len(text) > budget:
         return {"summary": text[:budget] + "...", "truncated_from_chars": len(text)}

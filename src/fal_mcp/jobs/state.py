@@ -32,6 +32,9 @@ class Identity:
 
     principal: str
     key: SecretStr | None = None
+    partition: str | None = None
+    """Where its records live when the server's key pays for it (`--auth token`: one partition per token);
+    None: the partition of the key that pays."""
 
 
 def identity_of(scope: Mapping[str, Any] | None) -> Identity | None:
@@ -73,11 +76,14 @@ class AppState:
     def __post_init__(self) -> None:
         self.guards = Guards.from_settings(self.settings)
 
-    def caller_for(self, key: SecretStr | None) -> Caller:
-        """The server's own key pays when `key` is None; else `key`, over the same connection pool."""
-        if key is None:
-            return Caller(fal=self.fal, partition=partition_of(self.settings.key))
-        return Caller(fal=self.fal.with_key(key), partition=partition_of(key))
+    def caller_for(self, identity: Identity | None) -> Caller:
+        """Who a call acts as: the caller's own key over the same connection pool when it brought one, else the
+        server's key, in the partition of the key that pays (or the one the identity names)."""
+        if identity is not None and identity.key is not None:
+            return Caller(fal=self.fal.with_key(identity.key), partition=partition_of(identity.key))
+        if identity is not None and identity.partition is not None:
+            return Caller(fal=self.fal, partition=identity.partition)
+        return Caller(fal=self.fal, partition=partition_of(self.settings.key))
 
 
 @dataclass

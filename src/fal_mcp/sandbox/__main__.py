@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every model duration")
+    parser.add_argument("--key", action="append", default=[], help="another key to accept (id:secret), repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_term)
-    with SandboxServer(FakeFal(time_scale=args.time_scale), host=args.host, port=args.port) as sandbox:
+    fake = FakeFal(time_scale=args.time_scale, keys=(SANDBOX_KEY, *args.key))
+    with SandboxServer(fake, host=args.host, port=args.port) as sandbox:
         urls = {
             "url": sandbox.url,
             "run_url": sandbox.run_url,

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -59,9 +60,12 @@ class FakeFal:
     a test may replace with one it advances by hand. `models` defaults to `default_models()` (see
     `catalog` for overriding durations). `sse_ping_s` is the real-time silence before a stream ping.
 
-    Inspect `requests` (every request, in arrival order), `jobs` (request id -> `Job`),
-    `webhook_deliveries` and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
-    `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`.
+    Inspect `requests` (the latest `max_recorded` requests, in arrival order; each body cut to
+    `max_recorded_body` bytes), `jobs` (request id -> `Job`, the latest `max_jobs`), `webhook_deliveries`
+    (the latest `max_recorded`) and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
+    `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`. What it keeps is
+    bounded, so a sandbox left running (`fal-mcp --sandbox`) does not grow without end. Webhooks go only to
+    loopback addresses, and only to `webhook_path` there when it is set (see `webhooks.delivery`).
     """
 
     def __init__(
@@ -73,11 +77,19 @@ class FakeFal:
         models: Iterable[Model] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sse_ping_s: float = 5.0,
+        max_recorded: int = 10_000,
+        max_recorded_body: int = 64 * 1024,
+        max_jobs: int = 10_000,
+        webhook_path: str | None = None,
     ) -> None:
         self.time_scale = time_scale
         self.catalog = Catalog(default_models() if models is None else models)
         self.clock = clock
         self.sse_ping_s = sse_ping_s
+        self.max_recorded = max_recorded
+        self.max_recorded_body = max_recorded_body
+        self.max_jobs = max_jobs
+        self.webhook_path = webhook_path
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.webhook_deliveries: list[WebhookDelivery] = []
@@ -162,12 +174,14 @@ class FakeFal:
             path=request.url.path,
             query=dict(request.query_params.items()),
             headers={name.lower(): value for name, value in request.headers.items()},
-            body=body,
+            body=body[: self.max_recorded_body],
             endpoint_id=target.endpoint_id,
             request_id=target.request_id,
+            size=len(body),
         )
         with self._lock:
             self.requests.append(recorded)
+            _keep_latest(self.requests, self.max_recorded)
         return recorded
 
     async def _handle(self, target: Target, request: Request, body: bytes) -> Response:
@@ -258,11 +272,13 @@ class FakeFal:
             return _json(422, {"detail": list[Json](job.problems)}, request_id)
         with self._lock:
             self.jobs[request_id] = job
+            while len(self.jobs) > self.max_jobs:  # the oldest goes first, as fal expires old requests
+                del self.jobs[next(iter(self.jobs))]
         self._spawn(asyncio.to_thread(job.prepare))  # the output exists before the job reports completion
         if job.sync:
             return await self._run(job, request)
         if job.webhook_url:
-            self._spawn(deliver_when_done(job, job.webhook_url, self.clock, self._record_delivery))
+            self._spawn(deliver_when_done(job, job.webhook_url, self.clock, self._record_delivery, self.webhook_path))
         return _json(200, job.submit_body(), request_id)
 
     async def _run(self, job: Job, request: Request) -> Response:
@@ -287,6 +303,7 @@ class FakeFal:
     def _record_delivery(self, delivery: WebhookDelivery) -> None:
         with self._lock:
             self.webhook_deliveries.append(delivery)
+            _keep_latest(self.webhook_deliveries, self.max_recorded)
 
     # -- status, stream, result, cancel -----------------------------------------------------------
 
@@ -336,6 +353,12 @@ class FakeFal:
         if media is None:
             return JSONResponse(dict(NOT_FOUND), status_code=404)
         return Response(media.data, media_type=media.content_type)
+
+
+def _keep_latest(items: list[Any], limit: int) -> None:
+    """Drop the oldest entries beyond `limit` (in batches, so a full list does not shift on every append)."""
+    if len(items) > limit + max(1, limit // 10):
+        del items[: len(items) - limit]
 
 
 def _json(status_code: int, body: Mapping[str, Json], request_id: str) -> Response:

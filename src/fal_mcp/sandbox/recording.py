@@ -1,4 +1,8 @@
-"""What the fake saw: one immutable record per request, kept in arrival order for assertions."""
+"""What the fake saw: one immutable record per request, kept in arrival order for assertions.
+
+The fake keeps the latest requests only, each body cut to a limit (`FakeFal.max_recorded`,
+`FakeFal.max_recorded_body`): a sandbox that serves for days must not hold every upload and input it was sent.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ class RecordedRequest:
     headers: dict[str, str]
     """Lower-case names."""
     body: bytes
+    """The body as received, cut to the fake's `max_recorded_body` bytes (`size` is the whole length)."""
     endpoint_id: str | None
     """The id addressed: full id for run/submit, base app id for status/stream/result/cancel."""
     request_id: str | None
+    size: int = 0
+    """The length of the whole body."""

@@ -22,6 +22,7 @@ from fal_mcp.jobs.history import opened as opened_history
 from fal_mcp.jobs.state import AppState, StateSlot
 from fal_mcp.server.completions import register_completions
 from fal_mcp.server.prompts import register_prompts
+from fal_mcp.server.redaction import ScrubSecrets
 from fal_mcp.server.tasks import TasksExtension
 from fal_mcp.server.tools import ALL_TOOLS
 from fal_mcp.server.tools.history import REQUEST_URI, request_resource
@@ -75,6 +76,7 @@ def create_server(
         extensions=[tasks, view_extension(settings)],
         tools=[spec.tool() for spec in ALL_TOOLS],
     )
+    server.middleware.insert(0, ScrubSecrets())  # outermost: the last to touch every answer
     register_model_resources(server)
     register_prompts(server)
     server.resource(

@@ -2,8 +2,8 @@
 
 A client that offers completion (the Inspector does) can fill `fal://requests/{request_id}` with a recent request
 id and `fal://models/{endpoint_id}/schema` with an endpoint already used, by prefix. The SDK's completion hook
-is not told who is asking, so with bring-your-own-key over HTTP (where the history belongs to each caller) it
-offers nothing rather than risk showing one key's requests to another.
+is not told who is asking, so wherever the history belongs to each caller (bring-your-own-key, and tokens with a
+partition each) it offers nothing rather than risk showing one caller's requests to another.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from mcp.server import MCPServer
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 
 from fal_mcp.jobs.state import StateSlot
+from fal_mcp.settings import Settings
 
 MAX_VALUES = 100  # the protocol's own cap
 SCANNED = 500  # how far back in the history suggestions come from
+
+
+def _per_caller(settings: Settings) -> bool:
+    return settings.auth == "fal-key" or (settings.auth == "token" and settings.token_partition == "per-token")
 
 
 def register_completions(server: MCPServer[Any], slot: StateSlot, *, request_uri: str, schema_uri: str) -> None:
@@ -27,7 +32,7 @@ def register_completions(server: MCPServer[Any], slot: StateSlot, *, request_uri
         context: CompletionContext | None,
     ) -> Completion | None:
         state = slot.state
-        if state is None or not isinstance(ref, ResourceTemplateReference) or state.settings.auth == "fal-key":
+        if state is None or not isinstance(ref, ResourceTemplateReference) or _per_caller(state.settings):
             return None
         records = await state.history.recent(state.caller_for(None).partition, limit=SCANNED)
         if ref.uri == request_uri and argument.name == "request_id":

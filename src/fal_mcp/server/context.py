@@ -14,7 +14,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from pydantic import SecretStr
 
-from fal_mcp.jobs.state import AppState, Caller, identity_of
+from fal_mcp.jobs.state import AppState, Caller, Identity, identity_of
 
 
 def app_state(ctx: Context[Any, Any]) -> AppState:
@@ -24,14 +24,20 @@ def app_state(ctx: Context[Any, Any]) -> AppState:
     return state
 
 
-def caller_key(ctx: Context[Any, Any]) -> SecretStr | None:
-    """The caller's own fal key for this MCP request (`--auth fal-key`), or None: the server's key pays."""
+def caller_identity(ctx: Context[Any, Any]) -> Identity | None:
+    """Who sent this MCP request, as the HTTP gate accepted it; None over stdio (and with `--auth none`)."""
     request: Any = ctx.request_context.request  # the HTTP request carrying this message; None over stdio
     scope: Mapping[str, Any] | None = getattr(request, "scope", None)
-    identity = identity_of(scope)
+    return identity_of(scope)
+
+
+def caller_key(ctx: Context[Any, Any]) -> SecretStr | None:
+    """The caller's own fal key for this MCP request (`--auth fal-key`), or None: the server's key pays."""
+    identity = caller_identity(ctx)
     return identity.key if identity is not None else None
 
 
 def caller_of(ctx: Context[Any, Any]) -> Caller:
-    """Who pays for this call: the key the HTTP gate accepted from the caller (`--auth fal-key`), else ours."""
-    return app_state(ctx).caller_for(caller_key(ctx))
+    """Who pays for this call and whose records it sees: the caller's own key (`--auth fal-key`), else ours, in
+    the caller's partition (`--auth token`: its token's)."""
+    return app_state(ctx).caller_for(caller_identity(ctx))

@@ -48,7 +48,7 @@ from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from fal_mcp.jobs.state import AppState
-from fal_mcp.server.context import caller_key
+from fal_mcp.server.context import caller_identity
 from fal_mcp.server.progress import progress_sink
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def _partition(ctx: ServerRequestContext[Any, Any]) -> str:
     state = ctx.lifespan_context
     if not isinstance(state, AppState):
         raise MCPError(code=INTERNAL_ERROR, message="fal-mcp's lifespan did not run")
-    return state.caller_for(caller_key(Context(request_context=ctx))).partition
+    return state.caller_for(caller_identity(Context(request_context=ctx))).partition
 
 
 def _expired(record: TaskRecord) -> bool:

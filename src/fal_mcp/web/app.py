@@ -5,11 +5,15 @@
     everything else          the gate: Host and Origin against the allow-lists (421 / 403), then credentials
                              (401 with a `WWW-Authenticate: Bearer` challenge), then
         /v1/models/...       the REST surface (with --rest)
-        /mcp                 streamable HTTP (the SDK, which checks Host and Origin again)
+        /mcp                 streamable HTTP (the SDK, which checks Host and Origin again), after the per-caller
+                             session quota (`web.sessions`) for a request that would open a session
 
+Anything but HTTP (a websocket, whatever a server in front might pass on) is refused before it reaches anything.
 The gate is plain ASGI, not a `BaseHTTPMiddleware`, so SSE streams pass through untouched. Every refusal has the
-REST surface's JSON error body. The app also takes part in shutdown: once the drain begins, an open standalone
-MCP stream (GET /mcp) is ended cleanly, so the server can stop as soon as the calls in flight are done.
+REST surface's JSON error body. Everything served for a caller runs with its credential registered for scrubbing
+(`redactor.protecting`), so even a key fal has not accepted yet never reaches a log line or an answer. The app
+also takes part in shutdown: once the drain begins, an open standalone MCP stream (GET /mcp) is ended cleanly,
+so the server can stop as soon as the calls in flight are done.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.authentication import AuthCredentials
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
@@ -29,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fal_mcp.calls import calls
 from fal_mcp.jobs.state import IDENTITY_SCOPE_KEY, AppState, Identity, StateSlot
+from fal_mcp.logs import redactor
 from fal_mcp.server.build import create_server
 from fal_mcp.settings import Settings
 from fal_mcp.web.auth import AuthPolicy, Unauthorized
@@ -36,6 +44,7 @@ from fal_mcp.web.health import HEALTH_PATHS, health
 from fal_mcp.web.openapi import openapi_document
 from fal_mcp.web.rest import PREFIX, RestApi, error_response
 from fal_mcp.web.serving import MCP_PATH, transport_security
+from fal_mcp.web.sessions import SessionQuota
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +92,20 @@ class HttpApp:
             transport_security=self.security,
             host=settings.host,
             max_request_body_size=settings.max_body_bytes,
+            max_sessions=settings.max_sessions,
+            session_idle_timeout=settings.session_idle_s,
         )
+        self.sessions = (
+            None
+            if settings.stateless
+            else SessionQuota(
+                total=settings.max_sessions,
+                per_caller=settings.max_sessions_per_caller,
+                idle_s=settings.session_idle_s,
+            )
+        )
+        for token in settings.tokens if settings.auth == "token" else ():
+            redactor.add(token)
         self.rest = (
             RestApi(slot, max_body_bytes=settings.max_body_bytes, sandbox=settings.sandbox) if settings.rest else None
         )
@@ -94,7 +116,7 @@ class HttpApp:
             await self.mcp(scope, self._watch_shutdown(receive), send)
             return
         if scope["type"] != "http":
-            await self.mcp(scope, receive, send)
+            await refuse_other(scope, receive, send)
             return
         path: str = scope["path"]
         if path in HEALTH_PATHS:
@@ -107,22 +129,91 @@ class HttpApp:
             return
         headers = Headers(scope=scope)
         refusal = screen(headers, self.security)
+        identity: Identity | None = None
         if refusal is None:
-            identity = self.policy.authenticate(headers)
-            if isinstance(identity, Unauthorized):
+            authenticated = self.policy.authenticate(headers)
+            if isinstance(authenticated, Unauthorized):
                 refusal = error_response(
-                    401, identity.message, error_type="unauthorized", headers={"WWW-Authenticate": identity.challenge()}
+                    401,
+                    authenticated.message,
+                    error_type="unauthorized",
+                    headers={"WWW-Authenticate": authenticated.challenge()},
                 )
-            elif identity is not None:
+            elif authenticated is not None:
+                identity = authenticated
                 scope = _authenticated(scope, identity)
         if refusal is not None:
             await refusal(scope, receive, send)
-        elif self.rest is not None and path.startswith(PREFIX):
-            await self.rest(scope, receive, send)
-        elif scope["method"] == "GET" and path == MCP_PATH:
+            return
+        with redactor.protecting(identity.key.get_secret_value() if identity and identity.key else None):
+            if self.rest is not None and path.startswith(PREFIX):
+                await self.rest(scope, receive, send)
+            elif self.sessions is not None and path == MCP_PATH:
+                await self._counted(scope, receive, send, headers, identity)
+            else:
+                await self._mcp(scope, receive, send)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET" and scope["path"] == MCP_PATH:
             await self._stream(scope, receive, send)
         else:
             await self.mcp(scope, receive, send)
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, identity: Identity | None
+    ) -> None:
+        """An MCP request of a stateful server, counted against its caller's sessions (`web.sessions`)."""
+        assert self.sessions is not None
+        quota = self.sessions
+        session_id = headers.get(MCP_SESSION_ID_HEADER)
+        owner = self._session_owner(scope, identity)
+        answer: dict[str, Any] = {}
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["session"] = Headers(raw=message.get("headers", [])).get(MCP_SESSION_ID_HEADER)
+                if session_id is None and answer["session"] and answer["status"] < 400:
+                    quota.opened(answer["session"], *owner)  # counted from the moment the client holds it
+                    quota.begin(answer["session"])
+            await send(message)
+
+        if session_id is not None:
+            quota.begin(session_id)
+            try:
+                await self._mcp(scope, receive, watched)
+            finally:
+                quota.end(session_id)
+                status = answer.get("status")
+                if status == 404 or (scope["method"] == "DELETE" and status is not None and status < 300):
+                    quota.closed(session_id)
+            return
+        if scope["method"] != "POST" or not _may_open_session(headers):
+            await self._mcp(scope, receive, send)
+            return
+        refused = quota.admit(*owner)
+        if refused is not None:
+            logger.warning("refused an MCP session: %s", refused.message)
+            await refused.response()(scope, receive, send)
+            return
+        try:
+            await self._mcp(scope, receive, watched)
+        finally:
+            opened = answer.get("session") if answer.get("status", 500) < 400 else None
+            if opened is None:
+                quota.abandoned(*owner)
+            else:
+                quota.end(opened)
+
+    def _session_owner(self, scope: Scope, identity: Identity | None) -> tuple[str, str | None]:
+        """Whose session this would be, and the client address it also counts against (made-up keys)."""
+        client = scope.get("client")
+        address = f"address:{client[0] if client else 'unknown'}"
+        if identity is None:
+            return address, None  # --auth none: the address is all there is
+        if identity.key is not None and not redactor.accepted(identity.key.get_secret_value()):
+            return identity.principal, address
+        return identity.principal, None
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A standalone MCP stream, ended cleanly (an empty last chunk) when the drain begins."""
@@ -148,6 +239,19 @@ class HttpApp:
             return message
 
         return watched
+
+
+def _may_open_session(headers: Headers) -> bool:
+    """A legacy-era request (no version header, or a handshake version); 2026-07-28 requests have no sessions."""
+    version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
+    return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+async def refuse_other(scope: Scope, receive: Receive, send: Send) -> None:
+    """Anything but HTTP skips no gate: it is refused (a websocket is closed before it opens: 403 on the wire)."""
+    logger.warning("refused a %r connection: this server speaks HTTP only", scope["type"])
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def create_http_app(settings: Settings) -> HttpApp:

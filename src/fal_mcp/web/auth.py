@@ -1,13 +1,16 @@
 """Who may call over HTTP, and whose fal key pays: the three `--auth` modes.
 
 - `token`: the caller sends one of `FAL_MCP_AUTH_TOKENS` as `Authorization: Bearer <token>` (compared in constant
-  time); the server's own `FAL_KEY` pays.
+  time); the server's own `FAL_KEY` pays. Each token has a partition of its own (history, tasks, limits) unless
+  `FAL_MCP_TOKEN_PARTITION=shared`.
 - `fal-key` (bring your own key): the caller sends its fal key as `Authorization: Bearer <key>`, the convention of
   fal's hosted MCP server. The server holds no key; each call pays with the caller's, over the shared pool, and
-  what we keep is partitioned by a hash of that key.
+  what we keep is partitioned by a hash of that key. A bearer is only checked for a key's shape here: whether it
+  is a key is fal's to say, and until fal has accepted it (see `logs`) it is not registered anywhere.
 - `none`: no check, the server's key pays. Only on a loopback bind, unless `--allow-unauthenticated`.
 
-The HTTP gate (`web.app`) authenticates each request and leaves an `Identity` in its ASGI scope; a tool reaches it
+Each mode is one method of `AuthPolicy`, chosen by name in `authenticate`; another mode is another method. The HTTP
+gate (`web.app`) authenticates each request and leaves an `Identity` in its ASGI scope; a tool reaches it
 through the MCP request context (`server.context.caller_key`), a REST call through its own scope. Reading it per request (not from
 a context variable) matters: a stateful MCP session serves every request in a task made by its first one. The
 gate also sets the SDK's `scope["user"]`, so the SDK refuses a session id presented with another credential.
@@ -18,18 +21,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
 from fal_mcp.jobs.state import Identity
-from fal_mcp.logs import redactor
+from fal_mcp.logs import KEY_CHARACTERS
 from fal_mcp.settings import Settings
 
 MIN_TOKEN_LENGTH = 16
-_FAL_KEY_SHAPE = re.compile(r"[\x21-\x7e]{16,512}")
+MIN_KEY_LENGTH, MAX_KEY_LENGTH = 16, 512
 _TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -63,13 +65,18 @@ def bearer(authorization: str | None) -> str | None:
 class AuthPolicy:
     """Decides, from a request's headers, who is calling."""
 
-    def __init__(self, mode: str, tokens: tuple[str, ...] = ()) -> None:
+    def __init__(self, mode: str, tokens: tuple[str, ...] = (), *, token_partitions: bool = True) -> None:
         self.mode = mode
         self._tokens = tuple(_digest(token) for token in tokens)
+        self._token_partitions = token_partitions
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
-        return cls(settings.auth, settings.tokens if settings.auth == "token" else ())
+        return cls(
+            settings.auth,
+            settings.tokens if settings.auth == "token" else (),
+            token_partitions=settings.token_partition == "per-token",
+        )
 
     @property
     def required(self) -> bool:
@@ -94,12 +101,12 @@ class AuthPolicy:
             matched |= hmac.compare_digest(given, token)
         if not matched:
             return Unauthorized("invalid token", invalid=True)
-        return Identity(principal="token:" + given.hex()[:16])
+        partition = hashlib.sha256(b"fal-mcp:token:" + given).hexdigest()[:24] if self._token_partitions else None
+        return Identity(principal="token:" + given.hex()[:16], partition=partition)
 
     def _fal_key(self, credential: str) -> Identity | Unauthorized:
-        if not _FAL_KEY_SHAPE.fullmatch(credential):
+        if not (MIN_KEY_LENGTH <= len(credential) <= MAX_KEY_LENGTH and KEY_CHARACTERS.fullmatch(credential)):
             return Unauthorized("the bearer credential is not a fal key", invalid=True)
-        redactor.add(credential)  # from now on no log line can show it
         return Identity(principal="fal-key:" + _digest(credential).hex()[:24], key=SecretStr(credential))
 
 

@@ -115,6 +115,46 @@ def _submit(operation_id: str, path_parameters: list[dict[str, Any]]) -> dict[st
     return operation
 
 
+SUBPATH_BASE = "/v1/models/{model_owner}/{model_name}/{subpath}/requests"
+
+
+def _follow_up(base: str, suffix: str, path_parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Status, result and cancel under one form of the endpoint id (a submit's links use the id it was given)."""
+    wait = _param("wait_s", "query", "seconds to wait for completion", {"type": "number", "minimum": 0})
+    return {
+        base + "/{request_id}/status": {
+            "get": _operation(
+                "getstatus" + suffix,
+                "Get inference job status (IN_QUEUE, IN_PROGRESS, COMPLETED)",
+                [*path_parameters, _REQUEST_ID, _LOGS],
+                {"200": _json("StatusResult", "completed"), "202": _json("StatusResult", "queued or running")},
+            )
+        },
+        base + "/{request_id}": {
+            "get": _operation(
+                "getresult" + suffix,
+                "Get inference job result",
+                [*path_parameters, _REQUEST_ID, _LOGS, wait],
+                {
+                    "200": _json("RequestResult", "the output"),
+                    "202": _json("RequestResult", "still running: its state and next_step"),
+                },
+            )
+        },
+        base + "/{request_id}/cancel": {
+            "put": _operation(
+                "cancel" + suffix,
+                "Cancel an inference job",
+                [*path_parameters, _REQUEST_ID],
+                {
+                    "202": _json("CancelResult", "CANCELLATION_REQUESTED"),
+                    "200": _json("CancelResult", "ALREADY_COMPLETED: nothing to cancel"),
+                },
+            )
+        },
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     _, top = models_json_schema(
         [(model, "serialization") for model in (SubmitResult, StatusResult, RequestResult, CancelResult)],
@@ -134,45 +174,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "paths": {
             base: {"post": _submit("submitrequest", [_OWNER, _NAME])},
-            "/v1/models/{model_owner}/{model_name}/{subpath}/requests": {
-                "post": _submit("submitrequestsubpath", [_OWNER, _NAME, _SUBPATH])
-            },
-            base + "/{request_id}/status": {
-                "get": _operation(
-                    "getstatus",
-                    "Get inference job status (IN_QUEUE, IN_PROGRESS, COMPLETED)",
-                    [_OWNER, _NAME, _REQUEST_ID, _LOGS],
-                    {"200": _json("StatusResult", "completed"), "202": _json("StatusResult", "queued or running")},
-                )
-            },
-            base + "/{request_id}": {
-                "get": _operation(
-                    "getresult",
-                    "Get inference job result",
-                    [
-                        _OWNER,
-                        _NAME,
-                        _REQUEST_ID,
-                        _LOGS,
-                        _param("wait_s", "query", "seconds to wait for completion", {"type": "number", "minimum": 0}),
-                    ],
-                    {
-                        "200": _json("RequestResult", "the output"),
-                        "202": _json("RequestResult", "still running: its state and next_step"),
-                    },
-                )
-            },
-            base + "/{request_id}/cancel": {
-                "put": _operation(
-                    "cancel",
-                    "Cancel an inference job",
-                    [_OWNER, _NAME, _REQUEST_ID],
-                    {
-                        "202": _json("CancelResult", "CANCELLATION_REQUESTED"),
-                        "200": _json("CancelResult", "ALREADY_COMPLETED: nothing to cancel"),
-                    },
-                )
-            },
+            SUBPATH_BASE: {"post": _submit("submitrequestsubpath", [_OWNER, _NAME, _SUBPATH])},
+            **_follow_up(base, "", [_OWNER, _NAME]),
+            **_follow_up(SUBPATH_BASE, "subpath", [_OWNER, _NAME, _SUBPATH]),
         },
         "components": {"schemas": schemas},
     }

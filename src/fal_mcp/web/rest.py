@@ -99,10 +99,18 @@ def error_body(status: int, message: str, *, error_type: str | None = None, **ex
     return {"error": {name: value for name, value in fields.items() if value is not None}}
 
 
+class ScrubbedJSON(JSONResponse):
+    """Every body this surface sends (answers, errors, the gate's refusals) leaves through here, with every key
+    replaced by `[REDACTED]` (what a key is: `fal_mcp.logs`)."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(redactor.scrub_data(content))
+
+
 def error_response(
     status: int, message: str, *, error_type: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message, error_type=error_type, **extra), status, headers=headers)
+    return ScrubbedJSON(error_body(status, message, error_type=error_type, **extra), status, headers=headers)
 
 
 def http_status(error: Exception, *, own_key: bool) -> tuple[int, int | None, str | None]:
@@ -185,7 +193,9 @@ async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
 
 
 def _rest_path(endpoint: EndpointId, request_id: str, tail: str = "") -> str:
-    return f"{PREFIX}{endpoint.base}/requests/{request_id}{tail}"
+    """This server's URL for a request, under the endpoint id the caller submitted to: the queue is addressed by
+    the base id either way, and the id the caller was allowed to submit to passes the allow-list again."""
+    return f"{PREFIX}{endpoint}/requests/{request_id}{tail}"
 
 
 class RestApi:
@@ -222,7 +232,7 @@ class RestApi:
             state = self._slot.state
             if state is None:
                 return error_response(503, "the server is starting or stopping; retry shortly", error_type="not_ready")
-            ops = Operations(state=state, caller=state.caller_for(identity.key if identity is not None else None))
+            ops = Operations(state=state, caller=state.caller_for(identity))
             return await self._operate(ops, target, scope, receive)
         except _TooLarge:
             return error_response(
@@ -237,9 +247,7 @@ class RestApi:
                 logger.exception("%s failed unexpectedly", action)
             else:
                 logger.info("%s failed: %s", action, exc)
-            message = redactor.scrub(
-                explain(exc, action=action, endpoint=target.endpoint_id, request_id=target.request_id)
-            )
+            message = explain(exc, action=action, endpoint=target.endpoint_id, request_id=target.request_id)
             return self._failure(exc, status, message, fal_status=fal_status, error_type=error_type)
 
     def _failure(
@@ -326,5 +334,5 @@ class RestApi:
         if isinstance(result, RequestResult) and nested_deeper_than(result.output, OUTPUT_MODEL_MAX_DEPTH):
             # deeper than pydantic serializes: the model's JSON goes out as fal sent it, beside the envelope
             envelope = result.model_copy(update={"output": None}).structured()
-            return JSONResponse({**envelope, "output": result.output}, status)
-        return JSONResponse(result.structured(), status)
+            return ScrubbedJSON({**envelope, "output": result.output}, status)
+        return ScrubbedJSON(result.structured(), status)

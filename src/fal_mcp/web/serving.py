@@ -2,14 +2,17 @@
 
 HTTP binds 127.0.0.1 unless told otherwise and keeps the SDK's DNS-rebinding protection on: the Host and
 Origin headers must name this server, so a web page the user visits cannot drive it through their browser.
+Connections are limited in number and in the time a request may take to arrive (`web.connections`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -19,12 +22,15 @@ from starlette.types import ASGIApp
 from fal_mcp.calls import calls
 from fal_mcp.logs import announce
 from fal_mcp.settings import Settings, split_list
+from fal_mcp.web.connections import ConnectionGuard, fit_open_files
 
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
-_LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-_LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# Each with and without a port: on port 80 a client sends `Host: localhost`, with no port at all.
+_LOOPBACK_HOSTS = [pattern for name in _LOOPBACK_NAMES for pattern in (name, f"{name}:*")]
+_LOOPBACK_ORIGINS = [pattern for name in _LOOPBACK_NAMES for pattern in (f"http://{name}", f"http://{name}:*")]
 _WILDCARD_BINDS = {"0.0.0.0", "::", ""}
 _PORT = re.compile(r"(?<!:):[0-9]+$")
 
@@ -36,8 +42,8 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     origins = list(_LOOPBACK_ORIGINS)
     if settings.host not in _WILDCARD_BINDS and settings.host not in ("127.0.0.1", "localhost", "::1"):
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-        hosts.append(f"{shown}:*")
-        origins += [f"http://{shown}:*", f"https://{shown}:*"]
+        hosts += [shown, f"{shown}:*"]
+        origins += [f"{scheme}://{shown}{port}" for scheme in ("http", "https") for port in ("", ":*")]
     hosts += [pattern for host in split_list(settings.allowed_hosts) for pattern in _any_port(host)]
     origins += [pattern for origin in split_list(settings.allowed_origins) for pattern in _any_port(origin)]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
@@ -80,9 +86,32 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    """One line saying why the address cannot be served, naming the flag that changes it."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use: stop what holds it, or choose another port with --port "
+            "(FAL_MCP_PORT; --port 0 picks a free one)"
+        )
+    if error.errno == errno.EACCES:
+        return (
+            f"not allowed to listen on port {port} on {host} (ports below 1024 need privileges): choose another "
+            "with --port (FAL_MCP_PORT)"
+        )
+    if error.errno == errno.EADDRNOTAVAIL or isinstance(error, socket.gaierror):
+        return f"cannot listen on {host}: no such address on this machine; check --host (FAL_MCP_HOST)"
+    return f"cannot listen on {host} port {port} ({error.strerror or error}): check --host and --port"
+
+
 def serve_http(app: ASGIApp, settings: Settings) -> None:
     """Serve `app` (see `fal_mcp.web.app`) until SIGTERM, then drain for at most `shutdown_grace_s`."""
-    sock = bind_socket(settings.host, settings.port)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as error:
+        print(f"fal-mcp: {_bind_problem(settings.host, settings.port, error)}", file=sys.stderr)
+        raise SystemExit(1) from None
+    max_connections, backlog = fit_open_files(settings.max_connections)
+    guard = ConnectionGuard(max_connections=max_connections, read_timeout_s=settings.request_read_timeout_s)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     # One line on stderr, always: how to reach the server (tests with --port 0 read the port from it).
@@ -91,6 +120,9 @@ def serve_http(app: ASGIApp, settings: Settings) -> None:
         announce(f"fal-mcp: REST on http://{shown}:{port}/v1/models (OpenAPI at /openapi.json)", settings.log_format)
     config = uvicorn.Config(
         app,
+        http=guard.protocol(),
+        backlog=backlog,
+        ws="none",  # nothing here speaks websocket; an upgrade stays a plain HTTP request, refused by the gate
         log_config=None,
         access_log=False,
         lifespan="on",
