@@ -21,7 +21,16 @@ import pytest
 from mcp.types import CallToolResult
 
 from fal_mcp.jobs import uploads
-from fal_mcp.media.fence import Fence, LocalFile, UploadRefused, local_path, sensitive_reason, system_reason
+from fal_mcp.media import fence as fence_module
+from fal_mcp.media.fence import (
+    Fence,
+    LocalFile,
+    UploadRefused,
+    local_path,
+    roots_from,
+    sensitive_reason,
+    system_reason,
+)
 from fal_mcp.media.no_follow import PathChanged, open_folder, open_in
 from fal_mcp.sandbox import FakeFal, SandboxServer
 from fal_mcp.sandbox.models.png import picture
@@ -443,3 +452,17 @@ async def test_a_read_that_hangs_is_abandoned_and_stuck_reads_are_capped(monkeyp
     with anyio.fail_after(HANG_GUARD_S):
         while uploads.blocked_reads():
             await anyio.sleep(0.01)
+
+
+def test_without_descriptor_relative_opens_the_opened_file_must_still_be_the_checked_one(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a platform cannot open folder by folder (Windows), the whole path is opened and then compared."""
+    monkeypatch.setattr(fence_module, "WALKS", False)
+    fence = Fence(roots=roots_from([tree.root]), max_bytes=1_000_000)
+    assert fence.admit(str(tree.photo)).data == INSIDE
+    real = fence.check(str(tree.photo))
+    (tree.root / "inside").rename(tree.root / "held")
+    (tree.root / "inside").symlink_to(tree.outside)  # swapped after the check
+    with pytest.raises(UploadRefused, match="changed while it was being opened"):
+        fence._read(real)  # pyright: ignore[reportPrivateUsage]
