@@ -95,8 +95,16 @@ async def test_get_result_reuses_the_previews_run_model_made(
 
 
 def history_rows(state_dir: Path) -> dict[str, str]:
+    """Request id -> state, as the history's file holds them (nothing before the server first opens it)."""
+    if not (state_dir / FILE_NAME).exists():
+        return {}
     with contextlib.closing(sqlite3.connect(state_dir / FILE_NAME)) as db:
-        return dict(db.execute("SELECT request_id, state FROM requests WHERE request_id IS NOT NULL").fetchall())
+        try:
+            return dict(db.execute("SELECT request_id, state FROM requests WHERE request_id IS NOT NULL").fetchall())
+        except sqlite3.OperationalError as exc:  # the file is there, its table not yet
+            if "no such table" not in str(exc):
+                raise
+            return {}
 
 
 @pytest.fixture
