@@ -38,6 +38,7 @@ one transaction under the key's lock, so the budget holds exactly across process
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -48,6 +49,8 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import anyio.to_thread
 
 from fal_mcp.store import owners
 from fal_mcp.store.database import Database, Link, StoreUnavailable
@@ -100,6 +103,9 @@ class History:
         self._written: OrderedDict[tuple[str, str], tuple[str, str | None, str | None]] = OrderedDict()
         self._owned = False
         self._stopping = False
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._behind: concurrent.futures.Future[None] | None = None
+        """The last write `observe_soon` queued; every later statement waits for it first."""
 
     @property
     def enabled(self) -> bool:
@@ -117,7 +123,11 @@ class History:
         return history
 
     def close(self) -> None:
-        """Stop any upkeep pass at its next batch; close the database if this history opened it."""
+        """Stop any upkeep pass at its next batch; close the database if this history opened it (writes queued by
+        `observe_soon` land first)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self._stopping = True
         if self._owned and self.database is not None:
             self.database.close()
@@ -127,6 +137,7 @@ class History:
         caller hears why (`StoreUnavailable`)."""
         if self.database is None:
             return default
+        await self._caught_up()
         try:
             return await self.database.run(work)
         except StoreUnavailable as exc:
@@ -139,15 +150,25 @@ class History:
         """Run `work`; a failing history logs and returns `default` (the request it records goes on)."""
         if self.database is None:
             return default
+        await self._caught_up()
         try:
             return await self.database.run(work)
         except StoreUnavailable as exc:
             logger.warning("request history: %s", exc)
             return default
 
+    async def _caught_up(self) -> None:
+        """A write `observe_soon` queued lands before any later statement: a read right after a reply sees what the
+        reply said."""
+        behind = self._behind
+        if behind is not None and not behind.done():
+            await anyio.to_thread.run_sync(behind.result)
+
     def _blocking(self, work: Callable[[Link], _T], default: _T) -> _T:
         if self.database is None:
             return default
+        if self._behind is not None:
+            self._behind.result()
         return self.database.run_blocking(work)
 
     # -- upkeep ---------------------------------------------------------------------------------------
@@ -266,19 +287,41 @@ class History:
         urls = json.dumps(media_urls(output)) if output is not None else None
 
         def update(db: Link) -> bool:
-            db.execute(
-                "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
-                " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
-                " WHERE partition = ? AND request_id = ?",
-                (state, now, error, error_type, urls, partition, request_id),
-            )
+            _set_state(db, key, state, now, error=error, error_type=error_type, urls=urls)
             return True
 
         if await self._write(update, False):
-            self._written[key] = seen
-            self._written.move_to_end(key)
-            if len(self._written) > MAX_UNCHANGED_TRACKED:
-                self._written.popitem(last=False)
+            self._wrote(key, seen)
+
+    def _wrote(self, key: tuple[str, str], seen: tuple[str, str | None, str | None]) -> None:
+        self._written[key] = seen
+        self._written.move_to_end(key)
+        if len(self._written) > MAX_UNCHANGED_TRACKED:
+            self._written.popitem(last=False)
+
+    def observe_soon(self, partition: str, request_id: str, state: str, *, output: Any = None) -> None:
+        """`observe` without waiting for the write (for a completion, whose reply need not wait for the store).
+
+        The write runs on the history's own writer thread, in order; every later statement of this history waits
+        for it first, and closing the history waits for it. A process killed in between loses only this state
+        change: the request's row, with its id, was written when it was submitted.
+        """
+        database = self.database
+        if database is None:
+            return
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fal-mcp-history")
+        key = (partition, request_id)
+        self._wrote(key, (state, None, None))
+
+        def write() -> None:
+            urls = json.dumps(media_urls(output)) if output is not None else None
+            try:
+                database.run_blocking(lambda db: _set_state(db, key, state, time.time(), urls=urls))
+            except StoreUnavailable as exc:
+                logger.warning("request history: %s", exc)
+
+        self._behind = self._writer.submit(write)
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -424,6 +467,26 @@ def listing_queries(
                 sql, args = sql + " AND state = ?", [*args, state]
             queries.append((sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]))
     return queries
+
+
+def _set_state(
+    db: Link,
+    key: tuple[str, str],
+    state: str,
+    now: float,
+    *,
+    error: str | None = None,
+    error_type: str | None = None,
+    urls: str | None = None,
+) -> None:
+    """A known request's new state; an error, error type or media list only replaces the old one when given."""
+    partition, request_id = key
+    db.execute(
+        "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
+        " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
+        " WHERE partition = ? AND request_id = ?",
+        (state, now, error, error_type, urls, partition, request_id),
+    )
 
 
 def _merged(db: Link, queries: list[tuple[str, list[Any]]], limit: int) -> list[RequestRecord]:
