@@ -120,7 +120,7 @@ class HttpApp:
             return
         path: str = scope["path"]
         if path in HEALTH_PATHS:
-            await health(path, self.slot, self.settings)(scope, receive, send)
+            await (await health(path, self.slot, self.settings))(scope, receive, send)
             return
         if path == "/openapi.json" and self.rest is not None:
             if self._openapi is None:
