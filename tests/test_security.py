@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -382,3 +383,31 @@ async def test_the_admin_key_goes_only_to_billing_events_and_never_shows(
     assert lookups and all(r.headers["authorization"] == f"Key {SANDBOX_ADMIN_KEY}" for r in lookups)
     others = [r for r in fake.requests if r.route != "billing-events"]
     assert others and not any(SANDBOX_ADMIN_KEY in r.headers.get("authorization", "") for r in others)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_key_in_a_runners_log_line_never_reaches_a_progress_notification(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path, transport: str
+) -> None:
+    """Progress is the one text that leaves outside an answer: a runner that prints its prompt (LLM runners do)
+    must not carry a pasted key to the client through `notifications/progress`."""
+    heard: list[str] = []
+
+    async def on_progress(_progress: float, _total: float | None, message: str | None) -> None:
+        heard.append(message or "")
+
+    env = env_for(sandbox, key=OTHER_KEY)
+    with contextlib.ExitStack() as servers:
+        url = servers.enter_context(http_server(env, tmp_path)).url if transport == "http" else None
+        async with connect(transport, sandbox, tmp_path, key=OTHER_KEY, http_url=url) as client:
+            for pasted in (OTHER_KEY, FAL_SHAPED):
+                result = await client.call_tool(
+                    "run-model",
+                    {"endpoint_id": "fal-ai/any-llm", "input": {"prompt": f"say {pasted}"}, "logs": True},
+                    progress_callback=on_progress,
+                )
+                assert not result.is_error
+    prompts = [line for line in heard if "Prompt: say" in line]
+    assert len(prompts) == 2, heard  # the runner's line did reach the client, with the key blanked out
+    assert all(REDACTED in line for line in prompts)
+    assert not any(OTHER_KEY in line or FAL_SHAPED in line for line in heard)

@@ -5,7 +5,9 @@ increase strictly, as the spec requires, and `total` stays unknown: a fal job ha
 are short and human: `queued, position 3`, `running`, each new log line when logs were asked for, and a
 heartbeat (`still running, 35s`) whenever nothing else was said for a few seconds, because some clients
 give up on a call that has been silent for a minute and others reset their timer on every notification.
-A client that went away must not break the call, so a failed notification is logged and forgotten.
+A client that went away must not break the call, so a failed notification is logged and forgotten. Progress is
+the one text that reaches the client outside an answer (so outside `server.redaction`): a runner's log line may
+quote its input, so every message is scrubbed of keys here.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcp.server.mcpserver import Context
 from fal_mcp.fal.endpoint import EndpointId
 from fal_mcp.fal.queue_status import QueueStatus
 from fal_mcp.jobs.waiting import describe_state
+from fal_mcp.logs import redactor
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class ProgressReporter:
         return self._count
 
     async def report(self, message: str) -> None:
+        message = redactor.scrub(message)
         self._count += 1
         self.last_sent_at = anyio.current_time()
         sink = progress_sink.get()

@@ -249,6 +249,7 @@ def default_models() -> tuple[Model, ...]:
         run_s=0.1,
         fields=(_prompt(), Field("model", "str", default="sandbox/echo-llm", description="The language model.")),
         generate=outputs.text,
+        plan_logs=outputs.text_logs,
         display_name="Any LLM (sandbox)",
         category="llm",
         description="Sandbox language model that quotes your prompt back.",

@@ -183,6 +183,12 @@ def video_logs(_input: JsonObject) -> tuple[PlannedLog, ...]:
     )
 
 
+def text_logs(data: JsonObject) -> tuple[PlannedLog, ...]:
+    """What LLM runners commonly print: the prompt they were given (so a key pasted into one reaches the logs)."""
+    prompt = str(data.get("prompt", ""))[:200]
+    return (PlannedLog(0.0, f"Prompt: {prompt}"), PlannedLog(1.0, "Generation finished"))
+
+
 def crash_logs(_input: JsonObject) -> tuple[PlannedLog, ...]:
     """The failing model gets as far as loading, then dies with an ERROR line."""
     return (
