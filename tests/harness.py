@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -187,12 +189,13 @@ def initialize(capabilities: dict[str, Any] | None = None, *, version: str = "20
 
 
 def raw_stdio_session(
-    messages: list[dict[str, Any]], env: dict[str, str], workdir: Path, *args: str
+    messages: list[dict[str, Any]], env: dict[str, str], workdir: Path, *args: str, answer_within_s: float = 60.0
 ) -> tuple[dict[int, Any], str]:
     """Speak JSON-RPC to a spawned `fal-mcp` by hand, one message at a time (waiting for each answer).
 
     Returns the answers by id and the server's stderr. Every stdout line must be a JSON-RPC message: anything
-    else fails the `json.loads` here, which is how the tests prove stdout carries nothing but protocol.
+    else fails the `json.loads` here, which is how the tests prove stdout carries nothing but protocol. A request
+    left unanswered for `answer_within_s` fails the test (the server is killed), rather than hanging it.
     """
     replies: dict[int, Any] = {}
     log_path = workdir / f"raw-{time.monotonic_ns()}.stderr"
@@ -209,17 +212,47 @@ def raw_stdio_session(
         ) as process,
     ):
         assert process.stdin is not None and process.stdout is not None
-        for message in messages:
-            process.stdin.write(json.dumps(message) + "\n")
-            process.stdin.flush()
-            while "id" in message and message["id"] not in replies:
-                line = process.stdout.readline()
-                assert line, "the server closed stdout"
-                parsed = json.loads(line)
-                assert parsed["jsonrpc"] == "2.0"
-                if "id" in parsed:
-                    replies[parsed["id"]] = parsed
-        process.stdin.close()
-        assert process.stdout.read() == ""  # nothing more after the last answer either
-        process.wait(timeout=20)
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = process.stdout
+
+        def read_lines() -> None:  # a thread, so a request left unanswered fails the test instead of hanging it
+            for line in iter(stdout.readline, ""):
+                lines.put(line)
+            lines.put("")  # end of stdout
+
+        reader = threading.Thread(target=read_lines, daemon=True)
+        reader.start()
+        try:
+            _converse(process, messages, lines, replies, answer_within_s)
+        finally:
+            if process.poll() is None:  # a failed exchange: stop the server, or closing its stdout waits on the reader
+                process.kill()
+            reader.join(timeout=20)
+        assert lines.get_nowait() == "" and lines.empty()  # nothing more after the last answer either
     return replies, log_path.read_text()
+
+
+def _converse(
+    process: subprocess.Popen[str],
+    messages: list[dict[str, Any]],
+    lines: queue.Queue[str],
+    replies: dict[int, Any],
+    answer_within_s: float,
+) -> None:
+    """Send each message, waiting for the answer of each request, then close stdin and let the server end."""
+    assert process.stdin is not None
+    for message in messages:
+        process.stdin.write(json.dumps(message) + "\n")
+        process.stdin.flush()
+        while "id" in message and message["id"] not in replies:
+            try:
+                line = lines.get(timeout=answer_within_s)
+            except queue.Empty:
+                raise AssertionError(f"no answer to request {message['id']} within {answer_within_s:g} s") from None
+            assert line, "the server closed stdout"
+            parsed = json.loads(line)
+            assert parsed["jsonrpc"] == "2.0"
+            if "id" in parsed:
+                replies[parsed["id"]] = parsed
+    process.stdin.close()
+    process.wait(timeout=20)

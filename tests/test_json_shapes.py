@@ -134,3 +134,25 @@ async def test_an_output_too_deep_for_a_result_reaches_the_caller_as_text(
         answer = await http.get(f"/v1/models/{FLUX}/requests/{rid}")
     assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["output"] == output
+
+
+def test_a_message_too_deep_for_the_stdio_reader_is_answered_not_dropped(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Past ~200 levels the SDK's stdio reader cannot parse a message at all, so it used to drop it: the client
+    waited for an answer that never came. Such a request is now answered (a tool call with a tool error, anything
+    else with a JSON-RPC error), and the server goes on serving."""
+    too_deep = [
+        tool_call(2, "run-model", {"endpoint_id": FLUX, "input": {"prompt": nested(300)}}),
+        tool_call("three", "submit", {"endpoint_id": FLUX, "input": {"prompt": nested(900)}}),
+        {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "fal://x", "_meta": nested(500)}},
+    ]
+    after = tool_call(5, "list-requests", {"limit": 1})
+    replies, _ = raw_stdio_session([*initialize(), *too_deep, after], env_for(sandbox), tmp_path, answer_within_s=20)
+    for call_id in (2, "three"):
+        result = replies[call_id]["result"]
+        assert result["isError"] is True
+        message = result["content"][0]["text"]
+        assert "nested too deeply" in message and "64 levels" in message, message
+    assert replies[4]["error"]["code"] == -32600 and "nested too deeply" in replies[4]["error"]["message"]
+    assert "result" in replies[5] and not replies[5]["result"].get("isError")

@@ -122,7 +122,9 @@ def secrets_of(settings: Settings) -> list[str]:
 
 def serve_stdio(server: MCPServer[Any]) -> None:
     """Serve MCP on stdin/stdout until the client closes them (what desktop clients and IDE agents launch)."""
-    server.run("stdio")
+    from fal_mcp.server.stdio import serve_stdio as serve
+
+    serve(server)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
