@@ -41,7 +41,7 @@ from tests.oidc_provider import (
     free_port,
 )
 from tests.test_auth import ACCEPT, INITIALIZE, run_cli
-from tests.test_tools import structured
+from tests.test_tools import structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -254,6 +254,65 @@ async def test_the_provider_is_asked_without_any_credential(deployment: Deployme
 
 
 # -- each user a caller of their own ----------------------------------------------------------------------------
+
+
+async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_limits(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    fake.time_scale = 1.0  # the video stays queued or running for the whole test
+    running = deploy(
+        sandbox,
+        tmp_path,
+        "--rest",
+        FAL_MCP_SUBMITS_PER_MINUTE="2",
+        FAL_MCP_STATE_DIR=str(tmp_path / "state"),
+    )
+    try:
+        alice_token, bob_token = await running.token("alice"), await running.token("bob")
+        async with (
+            bearer_client(running.resource, alice_token) as alice,
+            bearer_client(running.resource, bob_token) as bob,
+        ):
+            secret_prompt = "the private prompt of alice"
+            mine = structured(
+                await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": secret_prompt}})
+            )
+            rid = mine["request_id"]
+            listed = await bob.call_tool("list-requests", {})
+            by_id = await bob.call_tool("get-status", {"request_id": rid})
+            status = await bob.call_tool("get-status", {"endpoint_id": VIDEO, "request_id": rid})
+            result = await bob.call_tool("get-result", {"endpoint_id": VIDEO, "request_id": rid})
+            cancel = await bob.call_tool("cancel", {"endpoint_id": VIDEO, "request_id": rid})
+            own = structured(await alice.call_tool("list-requests", {}))
+            still = structured(await alice.call_tool("get-status", {"endpoint_id": VIDEO, "request_id": rid}))
+
+            structured(await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "two"}}))
+            third = await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "three"}})
+            bobs = structured(await bob.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "bob's"}}))
+        async with httpx.AsyncClient(timeout=10) as http:
+            rest_peek = await http.get(
+                f"{running.base}/v1/models/{VIDEO}/requests/{rid}/status", headers=bearer(bob_token)
+            )
+            rest_cancel = await http.put(
+                f"{running.base}/v1/models/{VIDEO}/requests/{rid}/cancel", headers=bearer(bob_token)
+            )
+            rest_own = await http.get(
+                f"{running.base}/v1/models/{VIDEO}/requests/{rid}/status", headers=bearer(alice_token)
+            )
+    finally:
+        running.server.stop()
+        running.provider.stop()
+    assert [r["request_id"] for r in own["requests"]] == [rid]
+    assert rid not in text_of(listed) and secret_prompt not in text_of(listed)
+    for refused in (by_id, status, result, cancel):
+        assert refused.is_error, text_of(refused)
+        assert secret_prompt not in text_of(refused)
+    assert "no request" in text_of(status) and "of yours" in text_of(status)
+    assert not fake.jobs[rid].cancelled and still["status"] in ("IN_QUEUE", "IN_PROGRESS")
+    assert rest_peek.status_code == 404 and rest_cancel.status_code == 404
+    assert rest_own.status_code == 202
+    assert third.is_error and "FAL_MCP_SUBMITS_PER_MINUTE" in text_of(third)  # alice's own limit...
+    assert bobs["request_id"]  # ...is not bob's
 
 
 async def test_a_session_belongs_to_the_user_who_opened_it(deployment: Deployment) -> None:

@@ -28,7 +28,7 @@ from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
 from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
-from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
+from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure
 from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
 from fal_mcp.jobs.preflight import prepare_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
@@ -102,6 +102,22 @@ class Operations:
                 f"name the model with endpoint_id (request {request_id!r} is not in this server's request history)"
             )
         return EndpointId.parse(record.endpoint_id)
+
+    async def _check_owned(self, request_id: str) -> None:
+        """A confined caller (see `Caller.confined`) may address only requests it sent through this server."""
+        if not self.caller.confined:
+            return
+        history = self.state.history
+        if not history.enabled:
+            raise NotYours(
+                f"this server keeps no request history, so it cannot tell whether request {request_id!r} is yours "
+                "(callers sharing its key are kept apart by it): ask the operator to set FAL_MCP_STATE_DIR"
+            )
+        if await history.get(self.caller.partition, request_id) is None:
+            raise NotYours(
+                f"no request {request_id!r} of yours is in this server's request history: follow or cancel only "
+                "requests you sent through this server (list-requests shows them)"
+            )
 
     # -- sending ------------------------------------------------------------------------------------
 
@@ -198,6 +214,7 @@ class Operations:
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         status = await self._asked(self.caller.fal.status(endpoint, request_id, logs=logs), request_id)
         await self.remember(request_id, status)
         return StatusResult(
@@ -223,6 +240,7 @@ class Operations:
         """The output when the request is done (waiting up to `budget_s`), else its state and how to continue."""
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         return await self._settle(endpoint, request_id, budget_s, logs, listener)
 
     async def _settle(
@@ -320,6 +338,7 @@ class Operations:
     async def cancel(self, endpoint: EndpointId, request_id: str) -> CancelResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
         self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
