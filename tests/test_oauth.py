@@ -457,7 +457,7 @@ PUBLIC = "https://mcp.example.com"
         ),
         (
             {"FAL_MCP_OAUTH_ISSUER": f"{ISSUER}?tenant=1", "FAL_MCP_PUBLIC_URL": PUBLIC},
-            "must have no query",
+            "must have no query or fragment",
         ),
         (
             {"FAL_MCP_OAUTH_ISSUER": ISSUER, "FAL_MCP_PUBLIC_URL": "http://mcp.example.com"},

@@ -36,11 +36,12 @@ class ProviderError(Exception):
         self.status = status
 
 
-def url_problem(url: str, what: str) -> str | None:
+def url_problem(url: str, what: str, *, identifier: bool = False) -> str | None:
     """Why `url` must not be used to reach the provider (one sentence naming `what` it is), or None.
 
     https only; plain http only to a loopback address (a provider on this machine): keys read over http anywhere
-    else could be swapped on the way, and then anyone could sign tokens this server accepts.
+    else could be swapped on the way, and then anyone could sign tokens this server accepts. An `identifier` (an
+    issuer, a resource) has no query or fragment either (RFC 8414 §2, RFC 9728 §2).
     """
     try:
         parts = urlsplit(url)
@@ -51,8 +52,10 @@ def url_problem(url: str, what: str) -> str | None:
         return f"{what} {url!r} is not an https URL"
     if parts.scheme == "http" and not is_loopback(host):
         return f"{what} {url} is plain http: use https (plain http is allowed only to a loopback address)"
-    if parts.query or parts.fragment or parts.username is not None:
-        return f"{what} {url} must have no query, fragment or user name"
+    if parts.username is not None:
+        return f"{what} {url} must have no user name"
+    if identifier and (parts.query or parts.fragment):
+        return f"{what} {url} must have no query or fragment"
     return None
 
 

@@ -68,7 +68,7 @@ def startup_problem(settings: Settings) -> str | None:
     for variable, value, meaning in needed:
         if not value:
             return f"FAL_MCP_AUTH=oauth needs {variable}, {meaning}."
-        problem = url_problem(value, variable)
+        problem = url_problem(value, variable, identifier=True)
         if problem is not None:
             return problem + "."
     if settings.oauth_audience is not None and not settings.oauth_audience.strip():
