@@ -10,6 +10,7 @@
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
 - history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
 - attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
+- oauth        the per-call cost of checking an access token, against --auth token          (oauth.py)
 - context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
@@ -36,6 +37,7 @@ import context_cost
 import history
 import long_jobs
 import memory
+import oauth
 import overhead
 import requests_per_job
 import rig
@@ -50,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "requests_per_job": requests_per_job.run,
     "history": history.run,
     "attacks": attacks.run,
+    "oauth": oauth.run,
     "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"
