@@ -167,7 +167,13 @@ async def test_a_signed_in_user_runs_models_over_mcp_and_rest_paid_by_the_server
     token = await deployment.token("alice")
     async with bearer_client(deployment.resource, token) as client:
         ran = structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "a fox"}}))
+        pasted = {"endpoint_id": FLUX, "input": {"prompt": f"my token is {token}"}}
+        echoed = text_of(await client.call_tool("submit", pasted))
+        listed = text_of(await client.call_tool("list-requests", {}))
     assert ran["status"] == "COMPLETED"
+    assert "my token is [REDACTED]" in listed  # the access token being served is scrubbed like a key
+    for part in token.split("."):
+        assert part not in listed and part not in echoed
     async with httpx.AsyncClient(timeout=10) as http:
         submitted = await http.post(
             f"{deployment.base}/v1/models/{FLUX}/requests", json={"prompt": "a fox"}, headers=bearer(token)

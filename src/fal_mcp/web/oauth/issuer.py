@@ -136,8 +136,7 @@ class KeySet:
         self._loaded_at: float | None = None
         self.version = 0
         """Goes up each time the set of keys changes (what was checked with an old key may be checked again)."""
-        self.fetches = 0
-        """Key set reads made so far (discovery aside)."""
+        self._failing = False
 
     @property
     def issuer(self) -> str:
@@ -167,15 +166,17 @@ class KeySet:
             try:
                 if self.metadata is None:
                     self.metadata = await discover(self.configured_issuer, self._fetch)
-                self.fetches += 1
                 document = await self._fetch(self.metadata.jwks_uri)
             except ProviderError as exc:
-                logger.warning("identity provider %s: %s", self.configured_issuer, exc)
+                self._failed(str(exc))
                 return False
             keys = document.get("keys")
             if not isinstance(keys, list):
-                logger.warning("identity provider %s: its key set has no 'keys' list", self.configured_issuer)
+                self._failed("its key set has no 'keys' list")
                 return False
+            if self._failing:
+                logger.warning("identity provider %s: its keys could be read again", self.configured_issuer)
+                self._failing = False
             usable = [cast(dict[str, Any], key) for key in cast(list[Any], keys) if isinstance(key, dict)]
             usable = [key for key in usable if _usable(key)]
             if usable != self._keys:
@@ -186,6 +187,13 @@ class KeySet:
                 self.version += 1
             self._loaded_at = self._clock()
             return True
+
+    def _failed(self, reason: str) -> None:
+        """Say it once per outage (the reads go on every `REFETCH_S`); the keys we have are kept meanwhile."""
+        kept = "; keeping the keys read before" if self._keys is not None else ""
+        level = logging.DEBUG if self._failing else logging.WARNING
+        logger.log(level, "identity provider %s: %s%s", self.configured_issuer, reason, kept)
+        self._failing = True
 
     async def key_for(self, kid: str | None, alg: str) -> PyJWK:
         """The key that verifies a token whose header names `kid` and `alg` (alg one of `ALGORITHMS`).
