@@ -4,7 +4,7 @@ A completed job should cost three requests to fal on the streaming path (submit,
 costing three: the running-jobs guard must hear of every job that ends, or once its count reaches the limit
 (`FAL_MCP_MAX_RUNNING_JOBS`, 20) it asks fal about the finished ones again. One spawned `fal-mcp` (stdio, default
 settings but for the submits-per-minute cap, which 120 jobs in a minute would meet) runs the fast image model job
-after job, after a warm-up (which looks the model's schema up once); the fake fal, in this process, counts the
+after job, after a warm-up (which looks the model's schema and price up once); the fake fal, in this process, counts the
 requests each job made (previews fetched from the CDN are not fal requests and are left out).
 
     python bench/requests_per_job.py [--quick]

@@ -42,7 +42,7 @@ async def test_a_bogus_key_never_switches_input_checks_off_for_another_caller(by
     async with bearer_client(byok.url, BOGUS_KEY) as intruder:
         refused = error_text(await intruder.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}}))
     assert "fal rejected the key" in refused
-    assert [r.route for r in fake.requests] == ["models", "submit"]  # its schema lookup failed with 401 too
+    assert [r.route for r in fake.requests] == ["models", "pricing", "submit"]  # its schema and price lookups: 401 too
     async with bearer_client(byok.url, SANDBOX_KEY) as victim:
         mistaken = error_text(
             await victim.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x", "num_images": "two"}})

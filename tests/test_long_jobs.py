@@ -145,9 +145,9 @@ async def test_three_minute_job_streams_progress_with_heartbeat(
     assert messages[-1] == "completed"
     rid = envelope["request_id"]
     to_fal = [r.route for r in slow_fake.requests if r.route != "cdn"]
-    # the target: at most 4 requests per completed job (the model's schema is looked up once, then cached)
-    assert [r for r in to_fal if r != "models"] == ["submit", "stream", "result"], to_fal
-    assert len(to_fal) <= 4, to_fal
+    # the target: 3 requests per completed job, plus the model's schema and price, looked up once, then cached
+    assert [r for r in to_fal if r not in ("models", "pricing")] == ["submit", "stream", "result"], to_fal
+    assert len(to_fal) <= 5, to_fal
     assert all(r.request_id in (None, rid) for r in slow_fake.requests)
 
 

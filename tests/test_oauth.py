@@ -262,7 +262,7 @@ async def test_the_provider_is_asked_without_any_credential(deployment: Deployme
 # -- each user a caller of their own ----------------------------------------------------------------------------
 
 
-async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_limits(
+async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_limits_and_budget(
     sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
 ) -> None:
     fake.time_scale = 1.0  # the video stays queued or running for the whole test
@@ -270,7 +270,8 @@ async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_l
         sandbox,
         tmp_path,
         "--rest",
-        FAL_MCP_SUBMITS_PER_MINUTE="2",
+        FAL_MCP_SUBMITS_PER_MINUTE="3",
+        FAL_MCP_DAILY_BUDGET_USD="3",  # the video model costs $1.40 a call
         FAL_MCP_STATE_DIR=str(tmp_path / "state"),
     )
     try:
@@ -293,7 +294,9 @@ async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_l
             still = structured(await alice.call_tool("get-status", {"endpoint_id": VIDEO, "request_id": rid}))
 
             structured(await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "two"}}))
-            third = await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "three"}})
+            over_budget = await alice.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "three"}})
+            structured(await alice.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "cheap"}}))
+            too_many = await alice.call_tool("submit", {"endpoint_id": FLUX, "input": {"prompt": "one more"}})
             bobs = structured(await bob.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "bob's"}}))
         async with httpx.AsyncClient(timeout=10) as http:
             rest_peek = await http.get(
@@ -317,8 +320,9 @@ async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_l
     assert not fake.jobs[rid].cancelled and still["status"] in ("IN_QUEUE", "IN_PROGRESS")
     assert rest_peek.status_code == 404 and rest_cancel.status_code == 404
     assert rest_own.status_code == 202
-    assert third.is_error and "FAL_MCP_SUBMITS_PER_MINUTE" in text_of(third)  # alice's own limit...
-    assert bobs["request_id"]  # ...is not bob's
+    assert over_budget.is_error and "FAL_MCP_DAILY_BUDGET_USD" in text_of(over_budget)  # alice's own budget...
+    assert too_many.is_error and "FAL_MCP_SUBMITS_PER_MINUTE" in text_of(too_many)  # ...and limits...
+    assert bobs["request_id"]  # ...are not bob's
 
 
 async def test_a_session_belongs_to_the_user_who_opened_it(deployment: Deployment) -> None:

@@ -10,7 +10,7 @@ import httpx
 import jsonschema
 import pytest
 
-from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, SandboxServer
 
 FLUX = "fal-ai/flux/schnell"
 I2I = "fal-ai/flux/dev/image-to-image"
@@ -136,3 +136,77 @@ def test_inline_image_model_answers_a_large_data_uri(client: httpx.Client, sandb
     assert uri.startswith("data:image/png;base64,")
     data = base64.b64decode(uri.split(",", 1)[1])
     assert data.startswith(b"\x89PNG") and 900_000 < len(data) < 1_200_000
+
+
+# -- cost: the estimate API and billing events (reference 8.2) ---------------------------------------------------
+
+VIDEO = "fal-ai/kling-video/v2/master/text-to-video"
+ECHO = "workflows/sandbox/echo"
+
+
+def test_estimate_api_multiplies_unit_prices_or_answers_a_typical_call(
+    client: httpx.Client, sandbox: SandboxServer, fake: FakeFal
+) -> None:
+    url = f"{sandbox.api_url}/v1/models/pricing/estimate"
+    units = client.post(
+        url,
+        json={"estimate_type": "unit_price", "endpoints": {VIDEO: {"unit_quantity": 10}, FLUX: {"unit_quantity": 2}}},
+    )
+    assert units.status_code == 200
+    assert units.json() == {"estimate_type": "unit_price", "total_cost": pytest.approx(2.806), "currency": "USD"}
+    # a typical echo call works its 0.05 s at $0.01 per compute second
+    typical = client.post(
+        url, json={"estimate_type": "historical_api_price", "endpoints": {ECHO: {"call_quantity": 3}}}
+    )
+    assert typical.json()["total_cost"] == pytest.approx(0.0015)
+    unpriced = client.post(
+        url, json={"estimate_type": "unit_price", "endpoints": {"fal-ai/any-llm": {"unit_quantity": 1}}}
+    )
+    assert unpriced.status_code == 404 and "any-llm" in unpriced.json()["detail"]
+    assert client.post(url, json={"estimate_type": "guess", "endpoints": {FLUX: {}}}).status_code == 422
+    assert client.post(url, json={"estimate_type": "unit_price", "endpoints": {FLUX: {}}}).status_code == 422
+    assert client.post(url, content=b"nope").status_code == 422
+    with httpx.Client(timeout=5.0) as anonymous:
+        assert anonymous.post(url, json={"estimate_type": "unit_price", "endpoints": {}}).status_code == 401
+
+
+def billing_events(sandbox: SandboxServer, key: str, **params: str) -> httpx.Response:
+    with httpx.Client(headers={"Authorization": f"Key {key}"}, timeout=5.0) as http:
+        return http.get(f"{sandbox.api_url}/v1/models/billing-events", params=params)
+
+
+def test_billing_events_need_an_admin_key_and_lag_behind_the_job(
+    client: httpx.Client, sandbox: SandboxServer, fake: FakeFal
+) -> None:
+    fake.billing_lag_s = 3600.0
+    ran = client.post(f"{sandbox.run_url}/{FLUX}", json={"prompt": "x", "num_images": 2, "image_size": "square_hd"})
+    request_id = ran.headers["x-fal-request-id"]
+    assert billing_events(sandbox, SANDBOX_KEY, request_id=request_id).status_code == 403
+    assert billing_events(sandbox, SANDBOX_ADMIN_KEY, request_id=request_id).json()["billing_events"] == []
+    fake.billing_lag_s = 0.0
+    fake.billing_discount_percent = 10.0
+    events = billing_events(sandbox, SANDBOX_ADMIN_KEY, request_id=request_id).json()["billing_events"]
+    # 1024x1024 is 1.05 megapixels, billed as 2 per image: 4 megapixels at $0.003, less 10%
+    assert len(events) == 1
+    event = events[0]
+    assert event["request_id"] == request_id and event["endpoint_id"] == FLUX
+    assert event["output_units"] == 4 and event["unit_price"] == 0.003 and event["percent_discount"] == 10.0
+    assert event["cost_estimate_nano_usd"] == 10_800_000 and event["timestamp"].endswith("Z")
+
+
+def test_only_successful_jobs_of_priced_models_are_billed(
+    client: httpx.Client, sandbox: SandboxServer, fake: FakeFal
+) -> None:
+    fake.billing_lag_s = 0.0
+    for endpoint, body in (
+        (VIDEO, {"prompt": "x", "duration": "10"}),
+        ("fal-ai/sandbox/always-fails", {"prompt": "x"}),
+        ("fal-ai/any-llm", {"prompt": "x"}),
+        ("fal-ai/sandbox/inline-image", {"prompt": "x", "megabytes": 1}),
+    ):
+        client.post(f"{sandbox.run_url}/{endpoint}", json=body)
+    events = billing_events(sandbox, SANDBOX_ADMIN_KEY).json()["billing_events"]
+    billed = {event["endpoint_id"]: (event["output_units"], event["cost_estimate_nano_usd"]) for event in events}
+    assert billed == {VIDEO: (10.0, 2_800_000_000), "fal-ai/sandbox/inline-image": (1.0, 2_000_000)}
+    only_video = billing_events(sandbox, SANDBOX_ADMIN_KEY, endpoint_id=VIDEO).json()["billing_events"]
+    assert [event["endpoint_id"] for event in only_video] == [VIDEO]

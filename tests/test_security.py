@@ -15,12 +15,13 @@ from typing import Any, ClassVar
 import anyio
 import httpx
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from fal_mcp.logs import REDACTED, SecretRedactor
-from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from tests.conftest import OTHER_KEY, env_for
-from tests.harness import bearer_client, connect, http_server
+from tests.harness import bearer_client, connect, fal_mcp_command, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -355,3 +356,29 @@ async def test_sandbox_key_is_redacted_like_any_key(tmp_path: Path) -> None:
         for text in (logs, pasted.model_dump_json(), ran.model_dump_json()):
             assert part not in text
     assert REDACTED in logs and REDACTED in pasted.model_dump_json()
+
+
+async def test_the_admin_key_goes_only_to_billing_events_and_never_shows(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    fake.billing_lag_s = 0.0
+    env = env_for(sandbox, FAL_ADMIN_KEY=SANDBOX_ADMIN_KEY, FAL_MCP_LOG_LEVEL="DEBUG", FAL_MCP_STATE_DIR=str(tmp_path))
+    params = StdioServerParameters(command=fal_mcp_command(), args=[], env=env, cwd=tmp_path)
+    shown: list[str] = []
+    stderr = tmp_path / "server.stderr"
+    with stderr.open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            for tool, arguments in (
+                ("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}, "mode": "sync"}),
+                ("list-requests", {}),
+                ("search-models", {"query": "image"}),
+            ):
+                shown.append((await client.call_tool(tool, arguments)).model_dump_json())
+    logs = stderr.read_text()
+    assert "DEBUG" in logs and "billing-events" in logs  # verbose, and the charge was looked up
+    for where, texts in (("a tool result", shown), ("the server's logs", [logs])):
+        assert not any(SANDBOX_ADMIN_KEY in text for text in texts), f"the admin key leaked into {where}"
+    lookups = fake.requests_for("billing-events")
+    assert lookups and all(r.headers["authorization"] == f"Key {SANDBOX_ADMIN_KEY}" for r in lookups)
+    others = [r for r in fake.requests if r.route != "billing-events"]
+    assert others and not any(SANDBOX_ADMIN_KEY in r.headers.get("authorization", "") for r in others)

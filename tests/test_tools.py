@@ -132,8 +132,8 @@ async def test_run_model_sync_and_segment_form(client_factory: Any, fake: FakeFa
         )
     assert sync["status"] == "COMPLETED" and sync["endpoint_id"] == FLUX
     assert sync["output"]["images"]
-    # besides the run: the schema lookup ("models") and the preview's download ("cdn"), neither billed
-    assert [r.route for r in fake.requests if r.route not in ("models", "cdn")] == ["run"]
+    # besides the run: the schema and price lookups ("models", "pricing") and the preview's download ("cdn"), none billed
+    assert [r.route for r in fake.requests if r.route not in ("models", "pricing", "cdn")] == ["run"]
 
 
 async def test_wait_budget_returns_the_handle_and_get_result_finishes(client_factory: Any, fake: FakeFal) -> None:
@@ -266,7 +266,7 @@ async def test_hostile_ids_are_refused_before_any_request(client_factory: Any, f
                 assert "request_id" in message
         assert structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": PROMPT}))["output"]
     assert [r.route for r in fake.requests if r.route in ("run", "submit")] == ["submit"]
-    assert all(r.route in ("models", "submit", "stream", "status", "result", "cdn") for r in fake.requests)
+    assert all(r.route in ("models", "pricing", "submit", "stream", "status", "result", "cdn") for r in fake.requests)
 
 
 async def test_wrong_argument_types_are_clear_errors(client_factory: Any) -> None:

@@ -68,7 +68,7 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
     if not settings.sandbox:
         yield settings
         return
-    from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+    from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, SandboxServer
 
     redactor.add(SANDBOX_KEY)  # a key like any other: callers of --sandbox --auth fal-key send it too
     # Served to the network, the callers choosing webhook URLs may be remote: then the fake delivers webhooks only
@@ -87,6 +87,7 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
                 "fal_key": key,
                 "fal_key_id": None,
                 "fal_key_secret": None,
+                "admin_key": SecretStr(SANDBOX_ADMIN_KEY),  # the sandbox's charges, read as fal's are
             }
         )
 
@@ -120,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"fal-mcp: {problem}", file=sys.stderr)
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
-    if settings.key is not None:
-        redactor.add(settings.key.get_secret_value())
+    for secret in (settings.key, settings.admin_key):
+        if secret is not None:
+            redactor.add(secret.get_secret_value())
     if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 

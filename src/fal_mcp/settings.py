@@ -85,10 +85,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://queue.fal.run")
         return value.rstrip("/")
 
-    @field_validator("fal_key", "fal_key_id", "fal_key_secret", mode="before")
+    @field_validator(
+        "fal_key",
+        "fal_key_id",
+        "fal_key_secret",
+        "admin_key",
+        "max_cost_per_call_usd",
+        "daily_budget_usd",
+        "confirm_above_usd",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        """An exported-but-empty `FAL_KEY=` means "no key", not a key made of nothing."""
+        """An exported-but-empty `FAL_KEY=` means "no key", not a key made of nothing (and an empty limit, no limit)."""
         if isinstance(value, str) and not value.strip():
             return None
         return value
@@ -170,6 +179,20 @@ class Settings(BaseSettings):
     )
     save_max_mb: float = Field(default=500.0, gt=0, description="largest output file save_to downloads")
     save_timeout_s: float = Field(default=300.0, gt=0, description="time allowed to download one output file")
+
+    # -- cost: caps, the daily budget, confirmation, the real charge --
+    max_cost_per_call_usd: float | None = Field(
+        default=None, ge=0, description="refuse a call whose estimate is higher (unset: no cap)"
+    )
+    daily_budget_usd: float | None = Field(
+        default=None, ge=0, description="per key: refuse a call that would take the last 24 h's spend above it"
+    )
+    confirm_above_usd: float | None = Field(
+        default=None, ge=0, description="above this estimate a call needs the user's confirmation"
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, validation_alias=_fal_var("FAL_ADMIN_KEY"), description="fal admin key: read actual charges"
+    )
 
     @field_validator("upload_roots", "save_roots", mode="before")
     @classmethod

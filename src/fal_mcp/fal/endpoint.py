@@ -181,6 +181,15 @@ class FalUrls:
     def pricing(self, endpoints: Iterable[EndpointId]) -> str:
         return _with_query(join_url(self.api_base, "v1/models/pricing"), (("endpoint_id", str(e)) for e in endpoints))
 
+    def pricing_estimate(self) -> str:
+        """Where fal estimates what calls of a model will cost (reference section 8.2)."""
+        return join_url(self.api_base, "v1/models/pricing/estimate")
+
+    def billing_events(self, request_id: str) -> str:
+        """What fal charged for one request (admin key only)."""
+        query = [("request_id", check_request_id(request_id))]
+        return _with_query(join_url(self.api_base, "v1/models/billing-events"), query)
+
     def cdn_token(self) -> str:
         """Where a short-lived token for the v3 CDN is issued (reference section 6.1)."""
         return _with_query(join_url(self.rest_base, "storage/auth/token"), [("storage_type", "fal-cdn-v3")])

@@ -26,7 +26,14 @@ import anyio
 from fal_mcp.fal import platform
 from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.endpoint import EndpointId
-from fal_mcp.fal.errors import FalError, FalNotFoundError, FalProtocolError, FalServerError, FalTransportError
+from fal_mcp.fal.errors import (
+    FalError,
+    FalNotFoundError,
+    FalProtocolError,
+    FalServerError,
+    FalTransportError,
+    FalValidationError,
+)
 from fal_mcp.fal.platform import ListedPrice, ModelListing, ModelPage
 from fal_mcp.jobs.model_schemas import EndpointSchema, read_endpoint_schema
 
@@ -89,6 +96,8 @@ class ModelCatalog:
         self._unlisted: _Expiring[bool] = _Expiring(ttl_s, clock)
         """Endpoints fal did not list for a caller, by partition and endpoint."""
         self._prices: _Expiring[ListedPrice | None] = _Expiring(ttl_s, clock)
+        self._typical_costs: _Expiring[float | None] = _Expiring(ttl_s, clock)
+        """fal's figure for a typical call, by endpoint (None: fal has none, or its API is out for a while)."""
         self._outage: _Expiring[bool] = _Expiring(ttl_s, clock)
         """Endpoints whose lookup met an outage of the platform API, for everyone."""
         self._refused: _Expiring[bool] = _Expiring(ttl_s, clock)
@@ -151,6 +160,27 @@ class ModelCatalog:
 
     async def price(self, fal: FalClient, endpoint: EndpointId) -> ListedPrice | None:
         return (await self._prices_of(fal, [endpoint])).get(str(endpoint))
+
+    async def typical_cost(self, fal: FalClient, endpoint: EndpointId) -> float | None:
+        """fal's estimate of one call's cost from its own history, or None when fal will not say (cached like a
+        price; a failed lookup briefly)."""
+        key = str(endpoint)
+        hit, cost = self._typical_costs.get(key)
+        if hit:
+            return cost
+        cost, lifetime = None, FAILURE_TTL_S  # an outage (or no answer in time) is asked again soon, for everyone
+        with anyio.move_on_after(LOOKUP_BUDGET_S):
+            try:
+                cost, lifetime = await platform.typical_cost(fal, endpoint), None
+            except (FalServerError, FalTransportError, FalProtocolError) as error:
+                logger.info("no typical cost of %s: %s", endpoint, error)
+            except (FalNotFoundError, FalValidationError):
+                lifetime = None  # fal has no figure for this model
+            except FalError as error:  # this caller's key was refused: not remembered for anyone
+                logger.info("no typical cost of %s with this caller's key: %s", endpoint, error)
+                return None
+        self._typical_costs.put(key, cost, lifetime)
+        return cost
 
     async def _prices_of(self, fal: FalClient, endpoints: Sequence[EndpointId]) -> dict[str, ListedPrice]:
         known: dict[str, ListedPrice] = {}

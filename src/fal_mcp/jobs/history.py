@@ -26,8 +26,13 @@ It scales and it stays small:
   this host a pid that no longer exists, or that a process started since has taken, is gone. A row whose owner cannot be checked (another host sharing the file, Windows, a file from an
   older version) is settled once it is older than `STALE_SUBMIT_S`; if its process was alive after all, fal's
   answer still lands on the row and replaces the `UNKNOWN`.
-- **Upgrades keep every row**: a file from an older version gets the new column and indexes in place, in one
+- **Upgrades keep every row**: a file from an older version gets the new columns and indexes in place, in one
   transaction, at open (`SCHEMA_VERSION` in `PRAGMA user_version`).
+
+The history also keeps what each request costs: the estimate written with the row before it is sent, and the
+charge fal reports later (`record_charge`). A key's spend over a period (`spend_since`, `spend_timeline`) is the
+sum of its rows' charges, or of their estimates where no charge is known yet: the daily budget reads it here, so
+it outlives restarts and is shared by every process on the file.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio.to_thread
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from fal_mcp.logs import redactor
 
@@ -72,8 +78,9 @@ MAX_MEDIA_URLS = 50
 MAX_UNCHANGED_TRACKED = 1024
 """How many requests' last written state `observe` keeps, to skip writing a state that did not change."""
 FILE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 2
-"""1 (no `user_version`): the first layout. 2: the `owner` column and the indexes of every filter."""
+SCHEMA_VERSION = 3
+"""1 (no `user_version`): the first layout. 2: the `owner` column and the indexes of every filter. 3: what each
+request cost (`estimated_cost_usd`, `actual_cost_usd`, `charge_checked_at`)."""
 STALE_SUBMIT_S = 3600.0
 """A `SUBMITTING` row whose owner cannot be checked is settled to `UNKNOWN` after this long (a sync run may take
 `FAL_MCP_RUN_TIMEOUT_S`, 600 s by default, before fal answers)."""
@@ -106,7 +113,10 @@ CREATE TABLE IF NOT EXISTS requests (
     media_urls TEXT NOT NULL DEFAULT '[]',
     input_digest TEXT NOT NULL,
     input_summary TEXT NOT NULL,
-    owner TEXT
+    owner TEXT,
+    estimated_cost_usd REAL,
+    actual_cost_usd REAL,
+    charge_checked_at REAL
 )
 """
 _INDEXES = (
@@ -138,6 +148,15 @@ class RequestRecord(BaseModel):
     media_urls: list[str] = Field(default_factory=list[str])
     input_digest: str = Field(description="sha256 of the input")
     input_summary: Any = Field(description="the input, large inline data elided")
+    # Left out of the JSON schema (list-requests' output schema is read on every turn; it is open, so records that
+    # hold them still conform): results carry them whenever they are known.
+    estimated_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="estimated before sending")
+    actual_cost_usd: SkipJsonSchema[float | None] = Field(default=None, description="what fal charged, once known")
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the request cost: fal's charge when known, else the estimate."""
+        return self.actual_cost_usd if self.actual_cost_usd is not None else self.estimated_cost_usd
 
 
 def default_state_dir() -> Path:
@@ -368,18 +387,41 @@ class History:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def begin(self, partition: str, endpoint_id: str, payload: Any, origin: str) -> int | None:
-        """Note a request about to be sent; returns the row to complete once fal answers."""
+    async def begin(
+        self,
+        partition: str,
+        endpoint_id: str,
+        payload: Any,
+        origin: str,
+        *,
+        estimated_cost_usd: float | None = None,
+        spend_limit: SpendLimit | None = None,
+    ) -> int | None:
+        """Note a request about to be sent (with what it is estimated to cost); returns the row to complete once fal
+        answers.
+
+        With `spend_limit`, the key's spend since `spend_limit.since` plus this estimate must fit `spend_limit.usd`,
+        or nothing is written and `OverBudget` says what was spent: the sum and the insert are one transaction, so
+        calls of every process sharing the file are counted exactly, one after another.
+        """
         now = time.time()
         digest, summary = input_digest(payload), json.dumps(summarize_input(payload), ensure_ascii=False)
+        row = (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owner(), estimated_cost_usd)
 
         def insert(db: sqlite3.Connection) -> int | None:
-            cursor = db.execute(
-                "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest,"
-                " input_summary, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (partition, endpoint_id, origin, SUBMITTING, now, now, digest, summary, owner()),
-            )
-            return cursor.lastrowid
+            if spend_limit is None:
+                return db.execute(_INSERT, row).lastrowid
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between the sum and the insert
+            try:
+                spent = _spent(db, partition, spend_limit.since)
+                if spent + (estimated_cost_usd or 0.0) > spend_limit.usd:
+                    raise OverBudget(spent)
+                row_id = db.execute(_INSERT, row).lastrowid
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return row_id
 
         return await self._run(insert, None)
 
@@ -470,6 +512,85 @@ class History:
 
         return await self._run(select, [])
 
+    # -- what requests cost -------------------------------------------------------------------------
+
+    async def spend_since(self, partition: str, since: float) -> float | None:
+        """What the key's requests made since `since` (epoch seconds) cost: charges where known, else estimates.
+        None when there is no history to read."""
+
+        return await self._run(lambda db: _spent(db, partition, since), None)
+
+    async def spend_timeline(self, partition: str, since: float) -> list[tuple[float, float]]:
+        """(created_at, cost) of the key's costed requests since `since`, oldest first: when spend leaves a window."""
+
+        def select(db: sqlite3.Connection) -> list[tuple[float, float]]:
+            sql = (
+                f"SELECT created_at, {_COST} FROM requests WHERE partition = ? AND created_at >= ?"
+                f" AND {_COST} > 0 ORDER BY created_at"
+            )
+            return [(float(at), float(cost)) for at, cost in db.execute(sql, (partition, since))]
+
+        return await self._run(select, [])
+
+    async def uncharged(self, partition: str, since: float, checked_before: float, limit: int) -> list[str]:
+        """Request ids of the key's finished requests since `since` whose charge is not known yet and was not asked
+        about after `checked_before`, newest first."""
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            sql = (
+                "SELECT request_id FROM requests WHERE partition = ? AND created_at >= ? AND request_id IS NOT NULL"
+                f" AND actual_cost_usd IS NULL AND state IN ({', '.join('?' * len(FINISHED_STATES))})"
+                " AND (charge_checked_at IS NULL OR charge_checked_at < ?) ORDER BY created_at DESC LIMIT ?"
+            )
+            args = (partition, since, *FINISHED_STATES, checked_before, limit)
+            return [request_id for (request_id,) in db.execute(sql, args)]
+
+        return await self._run(select, [])
+
+    async def record_charge(self, partition: str, request_id: str, actual_usd: float | None, checked_at: float) -> None:
+        """fal was asked what a request cost: its charge (`actual_usd`), or None while fal shows none yet."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE requests SET charge_checked_at = ?, actual_cost_usd = COALESCE(?, actual_cost_usd)"
+                " WHERE partition = ? AND request_id = ?",
+                (checked_at, actual_usd, partition, request_id),
+            )
+
+        await self._run(update, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimit:
+    """What a key's requests created since `since` (epoch seconds) may cost in all, in USD."""
+
+    usd: float
+    since: float
+
+
+class OverBudget(Exception):
+    """A request was not written: it would have taken its key's spend over the limit (`spent` so far)."""
+
+    def __init__(self, spent: float) -> None:
+        super().__init__(f"spent {spent}")
+        self.spent = spent
+
+
+def _spent(db: sqlite3.Connection, partition: str, since: float) -> float:
+    row = db.execute(f"SELECT SUM({_COST}) FROM requests WHERE partition = ? AND created_at >= ?", (partition, since))
+    return float(row.fetchone()[0] or 0.0)
+
+
+_INSERT = (
+    "INSERT INTO requests (partition, endpoint_id, origin, state, created_at, updated_at, input_digest, input_summary,"
+    " owner, estimated_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+FINISHED_STATES = ("COMPLETED", FAILED, CANCELLED)
+"""States in which fal may have charged a request and will not charge it more."""
+_COST = "COALESCE(actual_cost_usd, estimated_cost_usd, 0)"
+_COST_COLUMNS = ("estimated_cost_usd", "actual_cost_usd", "charge_checked_at")
+"""Added in layout 3, all REAL."""
+
 
 # -- the SQL, kept to plain statements (each one index range) -------------------------------------------------
 
@@ -542,6 +663,9 @@ def _migrate(db: sqlite3.Connection) -> None:
             columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
             if "owner" not in columns:
                 db.execute("ALTER TABLE requests ADD COLUMN owner TEXT")
+            for column in _COST_COLUMNS:
+                if column not in columns:
+                    db.execute(f"ALTER TABLE requests ADD COLUMN {column} REAL")
             rows = db.execute("SELECT count(*) FROM requests").fetchone()[0]
             if rows:
                 logger.info("upgrading the request history (%d rows) to layout %d", rows, SCHEMA_VERSION)
@@ -636,14 +760,15 @@ def _delete_batch(db: sqlite3.Connection, partition: str, range_: _PruneRange) -
 
 _COLUMNS = (
     "request_id, endpoint_id, state, created_at, updated_at, origin, error, error_type, media_urls,"
-    " input_digest, input_summary"
+    " input_digest, input_summary, estimated_cost_usd, actual_cost_usd"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM requests"
 _SELECT_ID = f"SELECT id, {_COLUMNS} FROM requests"
 
 
 def _record(row: tuple[Any, ...]) -> RequestRecord:
-    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary = row
+    request_id, endpoint_id, state, created, updated, origin, error, error_type, urls, digest, summary, *costs = row
+    estimated, actual = costs
     with contextlib.suppress(json.JSONDecodeError):
         summary = json.loads(summary)
     return RequestRecord(
@@ -658,6 +783,8 @@ def _record(row: tuple[Any, ...]) -> RequestRecord:
         media_urls=json.loads(urls or "[]"),
         input_digest=digest,
         input_summary=summary,
+        estimated_cost_usd=estimated,
+        actual_cost_usd=actual,
     )
 
 

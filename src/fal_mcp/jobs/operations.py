@@ -16,7 +16,9 @@ Three promises live here:
 
 from __future__ import annotations
 
+import calendar
 import logging
+import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,12 +30,15 @@ from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
 from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
+from fal_mcp.jobs.cost import estimates
+from fal_mcp.jobs.cost.estimates import Estimate
+from fal_mcp.jobs.cost.limits import UNLIMITED, Spend
 from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure
-from fal_mcp.jobs.history import CANCELLED, FAILED, UNKNOWN, RequestRecord, media_urls
-from fal_mcp.jobs.preflight import prepare_input
-from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.jobs.history import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, SpendLimit, media_urls
+from fal_mcp.jobs.preflight import check_input
+from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
-from fal_mcp.jobs.uploads import RootsSource
+from fal_mcp.jobs.uploads import RootsSource, Uploader
 from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow
 
 logger = logging.getLogger(__name__)
@@ -121,23 +126,56 @@ class Operations:
 
     # -- sending ------------------------------------------------------------------------------------
 
+    async def estimate(self, endpoint: EndpointId, payload: Mapping[str, Any]) -> Estimate:
+        """What a call of `endpoint` with `payload` would cost (cached price x the quantity the input implies)."""
+        return await estimates.estimate(self.state.catalog, self.caller.fal, self.caller.partition, endpoint, payload)
+
+    async def vet(self, endpoint: EndpointId, payload: Mapping[str, Any], *, validate: bool, spend: Spend) -> Estimate:
+        """Refuse what a run or submit may not send, before any work is done for it: the guards, the input's schema,
+        the cost limits and the budget as it stands. Returns the call's estimate."""
+        state = self.state
+        state.guards.check(endpoint, payload)  # refuse what can be refused before any request
+        if validate and state.settings.validate_inputs:
+            await check_input(state, self.caller, endpoint, payload)
+        estimate = await self.estimate(endpoint, payload)
+        state.limits.check(estimate, max_cost_usd=spend.max_cost_usd, confirmed=spend.confirmed)
+        await state.budget.check(self.caller.partition, estimate)  # again, atomically, when the request is recorded
+        return estimate
+
+    async def _admit(
+        self, endpoint: EndpointId, payload: Mapping[str, Any], *, validate: bool, spend: Spend
+    ) -> tuple[Mapping[str, Any], Estimate]:
+        """`vet`, then local files uploaded: the input as it will be sent, and its estimate."""
+        estimate = await self.vet(endpoint, payload, validate=validate, spend=spend)
+        return await Uploader(self.state, self.caller, self.client_roots).replace_file_uris(payload), estimate
+
     async def run_sync(
-        self, endpoint: EndpointId, payload: Mapping[str, Any], options: RequestOptions, *, validate: bool = True
-    ) -> RequestResult:
-        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
-        payload = await prepare_input(
-            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
-        )
+        self,
+        endpoint: EndpointId,
+        payload: Mapping[str, Any],
+        options: RequestOptions,
+        *,
+        validate: bool = True,
+        spend: Spend = UNLIMITED,
+    ) -> RunResult:
+        payload, estimate = await self._admit(endpoint, payload, validate=validate, spend=spend)
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload):
-            row = await history.begin(partition, str(endpoint), payload, "run-model (sync)")
+            row = await self._record(endpoint, payload, "run-model (sync)", estimate)
             try:
                 ran = await self.caller.fal.run(endpoint, payload, options)
             except BaseException as exc:
                 await self._sent_but_failed(row, exc, ran_synchronously=True)
                 raise
         await history.sent(row, ran.request_id, COMPLETED, media_urls=media_urls(ran.output))
-        return RequestResult(endpoint_id=str(endpoint), request_id=ran.request_id, status=COMPLETED, output=ran.output)
+        return RunResult(
+            endpoint_id=str(endpoint),
+            request_id=ran.request_id,
+            status=COMPLETED,
+            output=ran.output,
+            estimated_cost_usd=estimate.usd,
+            estimate_basis=estimate.basis,
+        )
 
     async def submit(
         self,
@@ -148,14 +186,12 @@ class Operations:
         webhook_url: str | None = None,
         origin: str = "submit",
         validate: bool = True,
+        spend: Spend = UNLIMITED,
     ) -> SubmitResult:
-        self.state.guards.check(endpoint, payload)  # refuse what can be refused before any request
-        payload = await prepare_input(
-            self.state, self.caller, endpoint, payload, validate=validate, client_roots=self.client_roots
-        )
+        payload, estimate = await self._admit(endpoint, payload, validate=validate, spend=spend)
         history, partition = self.state.history, self.caller.partition
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
-            row = await history.begin(partition, str(endpoint), payload, origin)
+            row = await self._record(endpoint, payload, origin, estimate)
             try:
                 submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
             except BaseException as exc:
@@ -171,7 +207,26 @@ class Operations:
             status_url=submitted.status_url,
             response_url=submitted.response_url,
             cancel_url=submitted.cancel_url,
+            estimated_cost_usd=estimate.usd,
+            estimate_basis=estimate.basis,
         )
+
+    async def _record(
+        self, endpoint: EndpointId, payload: Mapping[str, Any], origin: str, estimate: Estimate
+    ) -> int | None:
+        """The history row of a request about to be sent, with its estimate, written only if it fits the budget."""
+
+        async def begin(limit: SpendLimit | None) -> int | None:
+            return await self.state.history.begin(
+                self.caller.partition,
+                str(endpoint),
+                payload,
+                origin,
+                estimated_cost_usd=estimate.usd,
+                spend_limit=limit,
+            )
+
+        return await self.state.budget.record(self.caller.partition, estimate, begin)
 
     async def _sent_but_failed(self, row: int | None, exc: BaseException, *, ran_synchronously: bool) -> None:
         """What the history keeps of a request whose sending failed: a trace whenever fal may hold or have run it.
@@ -201,13 +256,17 @@ class Operations:
         logs: bool = False,
         listener: Listener | None = None,
         validate: bool = True,
-    ) -> RequestResult:
+        spend: Spend = UNLIMITED,
+    ) -> RunResult:
         """Submit, then follow until done or out of budget. After the submit, no failure may lose the request id."""
-        submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate)
+        submitted = await self.submit(endpoint, payload, options, origin="run-model", validate=validate, spend=spend)
         try:
-            return await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, started_here=True)
+            settled = await self._settle(endpoint, submitted.request_id, budget_s, logs, listener, started_here=True)
         except Exception as exc:
             raise AfterSubmit(submitted.request_id, str(endpoint), exc) from exc
+        return RunResult(
+            **dict(settled), estimated_cost_usd=submitted.estimated_cost_usd, estimate_basis=submitted.estimate_basis
+        )
 
     # -- following ----------------------------------------------------------------------------------
 
@@ -351,6 +410,16 @@ class Operations:
         return await self.state.history.recent(
             self.caller.partition, states=states, endpoint_prefix=endpoint_prefix, limit=limit
         )
+
+    async def charge(self, records: list[RequestRecord]) -> bool:
+        """Ask fal what the finished ones of these records cost, where not known yet (with the admin key). True when
+        any was asked about (the records may then be stale)."""
+        due = [r for r in records if r.request_id and r.actual_cost_usd is None and r.state in FINISHED_STATES]
+        if not due:
+            return False
+        since = min(calendar.timegm(time.strptime(r.submitted_at, "%Y-%m-%dT%H:%M:%SZ")) for r in due)
+        await self.state.charges.refresh(self.caller.partition, since)
+        return True
 
     async def record(self, request_id: str) -> RequestRecord | None:
         check_request_id(request_id)

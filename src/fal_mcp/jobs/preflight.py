@@ -1,8 +1,9 @@
-"""What every run and submit goes through before it is sent: the schema check, then local files uploaded.
+"""The schema check every run and submit goes through before it is sent.
 
-The check comes first, so a refused input uploads nothing. It refuses only what the endpoint's published
-schema rules out, and only when a schema can be had: a model fal does not list, a document without an input
-schema or an unreachable platform API all mean the input goes out unchecked, never that the run fails.
+`Operations._admit` runs it first, then the cost limits, then uploads local files, so a refused input uploads
+nothing. It refuses only what the endpoint's published schema rules out, and only when a schema can be had: a model
+fal does not list, a document without an input schema or an unreachable platform API all mean the input goes out
+unchecked, never that the run fails.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from fal_mcp.fal.endpoint import EndpointId
 from fal_mcp.jobs.failures import ToolFailure
 from fal_mcp.jobs.state import AppState, Caller
-from fal_mcp.jobs.uploads import RootsSource, Uploader, file_references, with_file_uris_replaced
+from fal_mcp.jobs.uploads import file_references, with_file_uris_replaced
 from fal_mcp.jobs.validation import input_problems
 
 
@@ -35,18 +36,3 @@ async def check_input(state: AppState, caller: Caller, endpoint: EndpointId, pay
             f"input refused before sending it to {endpoint}, so nothing was billed: {'; '.join(problems)}. "
             "Fix these fields (get-model-schema lists them all) or pass validate=false to send it as it is."
         )
-
-
-async def prepare_input(
-    state: AppState,
-    caller: Caller,
-    endpoint: EndpointId,
-    payload: Mapping[str, Any],
-    *,
-    validate: bool,
-    client_roots: RootsSource | None,
-) -> Mapping[str, Any]:
-    """The input as it will be sent: checked (unless `validate` is off), with `file://` URIs uploaded."""
-    if validate and state.settings.validate_inputs:
-        await check_input(state, caller, endpoint, payload)
-    return await Uploader(state, caller, client_roots).replace_file_uris(payload)

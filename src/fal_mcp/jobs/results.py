@@ -36,8 +36,39 @@ class RequestResult(ToolOutput):
     saved: list[str] | None = None
 
 
-class SubmitResult(ToolOutput):
-    """What submit returns: the handle of the queued request."""
+KEEPS_NULL = "x-keeps-null"
+"""Marks a field whose null is an answer (the output schemas keep its null branch, `structured` keeps the null)."""
+
+
+class Costed(BaseModel):
+    """What a call that fal bills was estimated to cost before it was sent."""
+
+    estimated_cost_usd: float | None = Field(
+        default=None,
+        description="the estimate before sending, in USD; null when it cannot be known (estimate_basis says why)",
+        json_schema_extra={KEEPS_NULL: True},
+    )
+    estimate_basis: str | None = Field(default=None, description="how the estimate was worked out, or why it is null")
+
+    def costed(self, structured: dict[str, Any]) -> dict[str, Any]:
+        """`structured` with the estimate's null kept: null says no price or quantity could be known."""
+        if self.estimate_basis is not None:
+            structured.setdefault("estimated_cost_usd", None)
+        return structured
+
+
+class RunResult(RequestResult, Costed):
+    """What run-model returns: the request's envelope, and what it was estimated to cost."""
+
+    def structured(self) -> dict[str, Any]:
+        return self.costed(super().structured())
+
+
+class SubmitResult(ToolOutput, Costed):
+    """What submit returns: the handle of the queued request, and what it was estimated to cost."""
+
+    def structured(self) -> dict[str, Any]:
+        return self.costed(super().structured())
 
     endpoint_id: str
     request_id: str = Field(description="pass to get-status, get-result or cancel")
@@ -123,6 +154,7 @@ class ModelSchemaResult(ToolOutput):
     category: str | None = None
     description: str | None = None
     price: Price | None = None
+    pricing: str | None = Field(default=None, description="how a call's price is computed: what counts as a unit")
     input: list[InputField] = Field(description="the fields run-model's input may hold")
     output: list[OutputField] = Field(description="the top-level fields of the model's output")
     note: str | None = Field(default=None, description="why input or output is empty, when it is")

@@ -17,6 +17,8 @@ from pydantic import SecretStr
 from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.storage import FalStorage
 from fal_mcp.jobs.catalog import ModelCatalog
+from fal_mcp.jobs.cost.charges import Charges
+from fal_mcp.jobs.cost.limits import Budget, CostLimits
 from fal_mcp.jobs.guards import Guards
 from fal_mcp.jobs.history import History
 from fal_mcp.settings import Settings
@@ -68,6 +70,12 @@ class AppState:
     fal: FalClient
     history: History
     guards: Guards = field(init=False)
+    limits: CostLimits = field(init=False)
+    """What a call may cost (caps, confirmation threshold)."""
+    charges: Charges = field(init=False)
+    """What fal charged, fetched lazily with the admin key."""
+    budget: Budget = field(init=False)
+    """Each key's daily budget, counted in the history."""
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
     """What fal's platform API says about models (schemas, prices), cached."""
     storage: FalStorage = field(default_factory=FalStorage)
@@ -75,6 +83,9 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.guards = Guards.from_settings(self.settings)
+        self.limits = CostLimits.from_settings(self.settings)
+        self.charges = Charges(self.history, self.fal, self.settings.admin_key)
+        self.budget = Budget(self.history, self.limits.daily, refresh=self.charges.refresh)
 
     def caller_for(self, identity: Identity | None) -> Caller:
         """Who a call acts as: the caller's own key over the same connection pool when it brought one, else the

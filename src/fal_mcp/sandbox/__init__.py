@@ -8,7 +8,7 @@ and the test-suite drives the real MCP server against it::
 """
 
 from fal_mcp.sandbox.app import FakeFal
-from fal_mcp.sandbox.auth import LOCKED_KEY, SANDBOX_KEY
+from fal_mcp.sandbox.auth import LOCKED_KEY, SANDBOX_ADMIN_KEY, SANDBOX_KEY
 from fal_mcp.sandbox.faults.chaos import Chaos, ChaosHit
 from fal_mcp.sandbox.faults.injected import NGINX_503, Fault
 from fal_mcp.sandbox.models.catalog import Crash, Model, default_models
@@ -20,6 +20,7 @@ from fal_mcp.sandbox.webhooks.delivery import WebhookDelivery
 __all__ = [
     "LOCKED_KEY",
     "NGINX_503",
+    "SANDBOX_ADMIN_KEY",
     "SANDBOX_KEY",
     "Chaos",
     "ChaosHit",

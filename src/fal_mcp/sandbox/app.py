@@ -29,11 +29,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from fal_mcp.sandbox.auth import LOCKED, LOCKED_KEY, NO_USER, SANDBOX_KEY, Caller, Keyring
+from fal_mcp.sandbox.auth import (
+    ADMIN_ONLY,
+    LOCKED,
+    LOCKED_KEY,
+    NO_USER,
+    SANDBOX_ADMIN_KEY,
+    SANDBOX_KEY,
+    Caller,
+    Keyring,
+)
 from fal_mcp.sandbox.faults.chaos import Chaos
 from fal_mcp.sandbox.faults.injected import Fault, FaultQueue
 from fal_mcp.sandbox.models.catalog import Catalog, Model, default_models
 from fal_mcp.sandbox.models.inputs import Json, parse_body
+from fal_mcp.sandbox.platform import billing
 from fal_mcp.sandbox.platform import listing as platform
 from fal_mcp.sandbox.platform.listing import Answer
 from fal_mcp.sandbox.queue.jobs import Job, Outcome
@@ -50,6 +60,8 @@ WAIT_POLL_S = 0.1
 PRIORITIES = ("normal", "low")
 NOT_FOUND: Mapping[str, Json] = {"detail": "Not Found"}
 REQUEST_NOT_FOUND: Mapping[str, Json] = {"detail": "Request not found"}
+BILLING_LAG_S = 2.0
+"""How long after a job completes its charge shows in the billing events (before `time_scale`)."""
 
 
 class FakeFal:
@@ -65,7 +77,9 @@ class FakeFal:
     (the latest `max_recorded`) and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
     `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`. What it keeps is
     bounded, so a sandbox left running (`fal-mcp --sandbox`) does not grow without end. Webhooks go only to
-    loopback addresses, and only to `webhook_path` there when it is set (see `webhooks.delivery`).
+    loopback addresses, and only to `webhook_path` there when it is set (see `webhooks.delivery`). Billing events
+    appear `billing_lag_s` (times `time_scale`) after a job completed, less `billing_discount_percent`; only
+    `admin_keys` may read them.
     """
 
     def __init__(
@@ -73,6 +87,7 @@ class FakeFal:
         time_scale: float = 1.0,
         keys: Iterable[str] = (SANDBOX_KEY,),
         locked_keys: Iterable[str] = (LOCKED_KEY,),
+        admin_keys: Iterable[str] = (SANDBOX_ADMIN_KEY,),
         *,
         models: Iterable[Model] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -94,7 +109,9 @@ class FakeFal:
         self.jobs: dict[str, Job] = {}
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.storage = Storage()
-        self._keyring = Keyring(keys, locked_keys)
+        self._keyring = Keyring(keys, locked_keys, admin_keys)
+        self.billing_lag_s = BILLING_LAG_S
+        self.billing_discount_percent = 0.0
         self._faults = FaultQueue()
         self.chaos: Chaos | None = None
         """While set, a random fraction of requests meets a random fault (see `chaos`)."""
@@ -120,7 +137,9 @@ class FakeFal:
             return [recorded for recorded in self.requests if recorded.route == route]
 
     def reset(self) -> None:
-        """Forget requests, jobs, webhook deliveries and faults."""
+        """Forget requests, jobs, webhook deliveries and faults; billing back to its defaults."""
+        self.billing_lag_s = BILLING_LAG_S
+        self.billing_discount_percent = 0.0
         with self._lock:
             self.requests.clear()
             self.jobs.clear()
@@ -205,6 +224,13 @@ class FakeFal:
             return _json(401, NO_USER, target.request_id or str(uuid.uuid4()))
         if target.route in ("models", "pricing"):
             return self._platform(target.route, request)
+        if target.route == "pricing-estimate":
+            parsed = parse_body(body)
+            if isinstance(parsed, list):
+                return _json(422, {"detail": list[Json](parsed)}, str(uuid.uuid4()))
+            return _answer(billing.estimate(self.catalog, parsed))
+        if target.route == "billing-events":
+            return self._billing_events(caller, request)
         if target.route == "cdn-token":
             return _answer(self.storage.token(origin))
         if target.route == "upload-initiate":
@@ -233,6 +259,14 @@ class FakeFal:
                 expand=params.getlist("expand"),
             )
         )
+
+    def _billing_events(self, caller: Caller, request: Request) -> Response:
+        if not caller.admin:
+            return _json(403, ADMIN_ONLY, str(uuid.uuid4()))
+        with self._lock:
+            jobs = list(self.jobs.values())
+        terms = billing.Billing(self.billing_lag_s * self.time_scale, self.billing_discount_percent)
+        return _answer(billing.billing_events(jobs, request.query_params, self.clock(), terms))
 
     # -- run and submit ---------------------------------------------------------------------------
 

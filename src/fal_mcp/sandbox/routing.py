@@ -3,7 +3,7 @@
 Kept apart from the handlers so the URL grammar of fal (see the reference notes, section 1) is
 readable in one place: run and submit address the *full* endpoint id, while status, result and
 cancel address only the base app id (owner/alias, or namespace/owner/alias). The platform API
-(`/api/v1/models...`), storage (`/rest/storage/...`), the CDN (`/cdn/files/...`) and signed upload
+(`/api/v1/models...`: listing, pricing, estimate, billing events), storage (`/rest/storage/...`), the CDN (`/cdn/files/...`) and signed upload
 URLs (`/signed/<token>`) have fixed paths (reference section 6 and 7).
 """
 
@@ -22,6 +22,8 @@ Route = Literal[
     "cdn",
     "models",
     "pricing",
+    "pricing-estimate",
+    "billing-events",
     "cdn-token",
     "cdn-upload",
     "upload-initiate",
@@ -32,6 +34,8 @@ ROUTES: tuple[Route, ...] = get_args(Route)
 _FIXED: dict[tuple[str, str], Route] = {
     ("GET", "api/v1/models"): "models",
     ("GET", "api/v1/models/pricing"): "pricing",
+    ("POST", "api/v1/models/pricing/estimate"): "pricing-estimate",
+    ("GET", "api/v1/models/billing-events"): "billing-events",
     ("POST", "rest/storage/auth/token"): "cdn-token",
     ("POST", "rest/storage/upload/initiate"): "upload-initiate",
     ("POST", "cdn/files/upload"): "cdn-upload",

@@ -11,7 +11,8 @@ at registration (pure: schema in, schema out):
   dialect has one type per schema) and never `additionalProperties: false` (google-genai's MCP bridge crashes on
   it): unknown arguments are refused by the server instead.
 - Outputs. A client reads `structuredContent`, not these, so no descriptions and no defaults; an optional field is
-  simply its type (results leave out every null). A field that can hold any JSON value (a model's own output, a
+  simply its type (results leave out every null), except a field marked `KEEPS_NULL`, whose null is an answer
+  (`estimated_cost_usd`: no estimate could be made). A field that can hold any JSON value (a model's own output, a
   default) says so with one type per branch, so no field is left without a type.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import json
 from typing import Any, cast
+
+from fal_mcp.jobs.results import KEEPS_NULL
 
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
 """Keywords whose value maps names to subschemas (the names themselves are data, never dropped)."""
@@ -97,8 +100,9 @@ def _compact(schema: dict[str, Any], *, output: bool, root: bool) -> dict[str, A
             out[key] = _sub(value, output)
         else:
             out[key] = value
+    keeps_null = out.pop(KEEPS_NULL, False)
     if output:
-        out = _without_optional_null(out)
+        out = out if keeps_null else _without_optional_null(out)
         if out.get("anyOf") == _NUMBER:  # an integer is a number already
             out = {**{k: v for k, v in out.items() if k != "anyOf"}, "type": "number"}
         if not root and not any(key in out for key in _SAYS_WHAT_IT_IS):

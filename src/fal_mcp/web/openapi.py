@@ -14,12 +14,13 @@ _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "an id, argument or body the tools would refuse too",
     "401": "missing or wrong credentials (see securitySchemes)",
-    "403": "the endpoint is not allowed on this server, or fal refused the caller's key",
+    "403": "the endpoint is not allowed on this server, the call costs more than a limit allows (or needs "
+    "max_cost_usd as consent), or fal refused the caller's key",
     "404": "fal knows no such request (or endpoint) for this key",
     "413": "the body or the model input is larger than this server accepts",
     "415": "the submit body is not sent as application/json",
     "422": "fal rejected the model input (`fields` lists each complaint)",
-    "429": "a per-key limit of this server, or fal's; see Retry-After",
+    "429": "a per-key limit of this server (the daily budget among them), or fal's; see Retry-After",
     "502": "fal failed, or answered something unreadable",
     "503": "the server is starting or stopping, or holds no fal key",
     "504": "fal did not answer in time",
@@ -98,6 +99,13 @@ def _submit(operation_id: str, path_parameters: list[dict[str, Any]]) -> dict[st
     parameters = [
         *path_parameters,
         _param("fal_webhook", "query", "URL fal POSTs the result to when done", {"type": "string", "format": "uri"}),
+        _param(
+            "max_cost_usd",
+            "query",
+            "the most this call may cost, in USD; refused before sending when the estimate is higher. Also the "
+            "consent a call above the server's confirmation threshold needs",
+            {"type": "number", "minimum": 0},
+        ),
         _param("X-Fal-Queue-Priority", "header", "queue priority", {"type": "string", "enum": ["normal", "low"]}),
         _param("X-Fal-Runner-Hint", "header", "runner hint for session affinity", {"type": "string"}),
         _param("X-Fal-Request-Timeout", "header", "seconds the request may wait to start", {"type": "number"}),
@@ -106,7 +114,7 @@ def _submit(operation_id: str, path_parameters: list[dict[str, Any]]) -> dict[st
         operation_id,
         "Submit a new inference job (the body is the model's input)",
         parameters,
-        {"200": _json("SubmitResult", "queued; the URLs point at this server's REST surface")},
+        {"200": _json("SubmitResult", "queued, with its estimated cost; the URLs point at this server's REST surface")},
     )
     operation["requestBody"] = {
         "required": True,

@@ -15,6 +15,9 @@ failure answers one JSON body, worded by `jobs.failures.explain` exactly as the 
 `fal_status` is fal's own answer when fal gave one; a 422 also lists `fields` (`loc`, `msg`). The status is ours:
 fal's 4xx pass through (its 401/403 only when the caller's own key was refused, else 502), fal's 5xx become 502
 (504 on timeouts), a guard answers 403, 413 or 429 (with `Retry-After`), a bad argument 400.
+
+Submit answers with the call's `estimated_cost_usd`, and takes `?max_cost_usd=`: the caller's ceiling, and, since
+REST has nobody to ask, the consent a call above `FAL_MCP_CONFIRM_ABOVE_USD` needs. A cost refusal is a guard's.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fal_mcp.fal.errors import (
     MissingKeyError,
 )
 from fal_mcp.fal.queue_status import COMPLETED
+from fal_mcp.jobs.cost.limits import Spend
 from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure, explain
 from fal_mcp.jobs.guards import MalformedInput, Refused, nested_deeper_than
 from fal_mcp.jobs.operations import Operations
@@ -50,7 +54,7 @@ from fal_mcp.jobs.results import RequestResult, ToolOutput
 from fal_mcp.jobs.state import StateSlot, identity_of
 from fal_mcp.logs import redactor
 from fal_mcp.media.fence import UploadRefused
-from fal_mcp.server.tools.arguments import HintArg, PriorityArg, StartTimeoutArg, WebhookArg
+from fal_mcp.server.tools.arguments import HintArg, MaxCostArg, PriorityArg, StartTimeoutArg, WebhookArg
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ _priority = TypeAdapter[Any](PriorityArg)
 _hint = TypeAdapter[Any](HintArg)
 _start_timeout = TypeAdapter[Any](StartTimeoutArg)
 _webhook = TypeAdapter[Any](WebhookArg)
+_max_cost = TypeAdapter[Any](MaxCostArg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +308,7 @@ class RestApi:
             start_timeout_s=_option(_start_timeout, headers.get("x-fal-request-timeout"), "X-Fal-Request-Timeout"),
         )
         webhook = _option(_webhook, query.get("fal_webhook"), "fal_webhook")
+        max_cost = _option(_max_cost, query.get("max_cost_usd"), "max_cost_usd")
         body = await _read_body(receive, headers, self._max_body_bytes)
         try:
             payload: Any = json.loads(body or b"null")
@@ -319,6 +325,7 @@ class RestApi:
             webhook_url=webhook,
             origin="REST submit",
             validate=_flag(query, "validate", default=True),  # as the submit tool: checked against the schema
+            spend=Spend(max_cost),  # no one to ask here: max_cost_usd is the consent a costly call needs
         )
         rid = submitted.request_id
         linked = submitted.model_copy(  # this server's own URLs, which a REST client can follow with its credentials

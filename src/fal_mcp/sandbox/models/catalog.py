@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fal_mcp.sandbox.models import outputs
+from fal_mcp.sandbox.models import outputs, usage
 from fal_mcp.sandbox.models.inputs import Field, JsonObject, validate
 from fal_mcp.sandbox.models.outputs import Generator, LogPlan
+from fal_mcp.sandbox.models.usage import Usage
 
 ERROR_TYPE_RUNNER = "runner_server_error"
 
@@ -52,8 +53,10 @@ class Model:
     category: str = "text-to-image"
     description: str = ""
     unit_price: float | None = None
-    """USD per `unit`; None: the pricing API does not know this model."""
+    """USD per `unit`; None: the pricing API does not know this model (and no billing event is made for it)."""
     unit: str = "image"
+    billed_units: Usage = usage.per_request
+    """How many `unit`s a successful job bills (`fal_mcp.sandbox.models.usage`)."""
     output_schema: JsonObject = field(default_factory=lambda: dict(outputs.NO_OUTPUT))
     """The output's JSON schema as the platform API's OpenAPI document shows it."""
 
@@ -113,6 +116,7 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox text-to-image model: a small seeded gradient picture per prompt, in well under a second.",
         unit_price=0.003,
         unit="megapixels",
+        billed_units=usage.megapixels,
         output_schema=outputs.IMAGES_OUTPUT,
     )
     image_to_image = Model(
@@ -132,7 +136,8 @@ def default_models() -> tuple[Model, ...]:
         category="image-to-image",
         description="Sandbox image-to-image model: takes image_url (any URL, or a file you uploaded) and a prompt.",
         unit_price=0.03,
-        unit="megapixels",
+        unit="images",
+        billed_units=usage.images,
         output_schema=outputs.IMAGES_OUTPUT,
     )
     inline_image = Model(
@@ -147,7 +152,8 @@ def default_models() -> tuple[Model, ...]:
         generate=outputs.inline_image,
         display_name="Inline image (sandbox)",
         description="Sandbox model that returns its picture inline as a large base64 data URI instead of a URL.",
-        unit_price=0.0,
+        unit_price=0.002,
+        unit="request",
         output_schema=outputs.INLINE_IMAGES_OUTPUT,
     )
     slow_video = Model(
@@ -169,6 +175,7 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox text-to-video model: queues, then renders for about 18 seconds (scaled in tests).",
         unit_price=0.28,
         unit="seconds",
+        billed_units=usage.video_seconds,
         output_schema=outputs.VIDEO_OUTPUT,
     )
     audio = Model(
@@ -186,6 +193,7 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox text-to-audio model: a short WAV tone whose pitch follows the prompt.",
         unit_price=0.0,
         unit="seconds",
+        billed_units=usage.audio_seconds,
         output_schema=outputs.AUDIO_OUTPUT,
     )
     always_fails = Model(
@@ -200,6 +208,7 @@ def default_models() -> tuple[Model, ...]:
         display_name="Always fails (sandbox)",
         description="Sandbox model whose runner always crashes, to see how failures look.",
         unit_price=0.0,
+        billed_units=usage.images,
     )
     echo = Model(
         name="echo-workflow",
@@ -212,6 +221,9 @@ def default_models() -> tuple[Model, ...]:
         display_name="Echo workflow (sandbox)",
         category="workflow",
         description="Sandbox workflow that returns its input untouched under 'echo'.",
+        unit_price=0.01,
+        unit="compute seconds",
+        billed_units=usage.compute_seconds,
         output_schema=outputs.ECHO_OUTPUT,
     )
     text = Model(

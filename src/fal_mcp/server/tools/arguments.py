@@ -58,3 +58,13 @@ WebhookArg = Annotated[
 ValidateArg = Annotated[bool, Field(description="Check input first")]
 PreviewsArg = Annotated[bool, Field(description="Attach image previews")]
 SaveToArg = Annotated[str | None, Field(description="Folder to save the output media files in")]
+
+
+def _not_negative(value: float | None) -> float | None:
+    if value is not None and not value >= 0:
+        raise ValueError("a number of US dollars, at least 0")
+    return value
+
+
+MaxCostArg = Annotated[float | None, AfterValidator(_not_negative), Field(description="USD cap")]
+"""The most a call may cost; its bound is checked by the validator (a `minimum` would cost context on every turn)."""

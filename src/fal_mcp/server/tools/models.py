@@ -19,6 +19,7 @@ from pydantic import Field
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, resolve_endpoint
 from fal_mcp.fal.errors import FalError
 from fal_mcp.fal.platform import ListedPrice, ModelListing
+from fal_mcp.jobs.cost.estimates import price_in_words
 from fal_mcp.jobs.failures import ToolFailure, explain
 from fal_mcp.jobs.results import InputField, ModelHit, ModelSchemaResult, ModelSearchResult, OutputField, Price
 from fal_mcp.jobs.state import AppState
@@ -71,12 +72,14 @@ async def describe_model(state: AppState, ctx: Context[Any, Any], endpoint: Endp
         raise ToolFailure(f"fal lists no model {str(endpoint)!r}; find the right endpoint_id with search-models")
     meta = details.listing.metadata
     schema = details.schema
+    listed_price = await state.catalog.price(fal, endpoint)
     result = ModelSchemaResult(
         endpoint_id=str(endpoint),
         name=meta.display_name,
         category=meta.category,
         description=_one_line(meta.description),
-        price=_price(await state.catalog.price(fal, endpoint)),
+        price=_price(listed_price),
+        pricing=price_in_words(listed_price, schema),
         input=[
             InputField(
                 name=info.name,
@@ -154,7 +157,8 @@ async def get_model_schema(
     required = [field.name for field in result.input if field.required]
     headline = f"{endpoint}: {counted(len(result.input), 'input field')}"
     headline += f" (required: {', '.join(required)})" if required else ""
-    headline += f"; output: {', '.join(o.name for o in result.output) or 'undocumented'}; {_priced(result.price)}."
+    headline += f"; output: {', '.join(o.name for o in result.output) or 'undocumented'}; "
+    headline += f"{result.pricing}." if result.pricing else f"{_priced(result.price)}."
     return success(headline, result, sandbox=state.settings.sandbox)
 
 

@@ -15,12 +15,15 @@ from pydantic import Field
 
 from fal_mcp.fal.client import ALREADY_COMPLETED, RequestOptions
 from fal_mcp.fal.endpoint import resolve_endpoint
+from fal_mcp.jobs.cost.estimates import usd
+from fal_mcp.jobs.cost.limits import Spend
 from fal_mcp.jobs.guards import nested_deeper_than
 from fal_mcp.jobs.operations import Operations
-from fal_mcp.jobs.results import CancelResult, RequestResult, StatusResult, SubmitResult
+from fal_mcp.jobs.results import CancelResult, Costed, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.saving import Saver
 from fal_mcp.media.saving import SaveFolder
 from fal_mcp.server.attachments import show_media
+from fal_mcp.server.consent import Consent, agreed
 from fal_mcp.server.context import app_state, caller_of
 from fal_mcp.server.progress import QueueProgress
 from fal_mcp.server.replies import success
@@ -31,6 +34,7 @@ from fal_mcp.server.tools.arguments import (
     HintArg,
     InputArg,
     LogsArg,
+    MaxCostArg,
     OwnerArg,
     PreviewsArg,
     PriorityArg,
@@ -79,6 +83,13 @@ async def _saving(ctx: Context[Any, Any], ops: Operations, save_to: str | None) 
     return saver, await saver.folder(save_to)
 
 
+def cost_note(result: Costed) -> str:
+    """The estimate in words, for a headline: "estimated cost: about $0.003", or why it is unknown."""
+    if result.estimated_cost_usd is not None:
+        return f"estimated cost: about {usd(result.estimated_cost_usd)}"
+    return f"estimated cost: unknown ({result.estimate_basis})"
+
+
 async def _reply(
     ops: Operations, result: RequestResult, *, previews: bool, saving: tuple[Saver, SaveFolder] | None = None
 ) -> CallToolResult:
@@ -88,6 +99,8 @@ async def _reply(
         headline = f"{result.endpoint_id} completed" + (
             f" (request {result.request_id})." if result.request_id else "."
         )
+    if isinstance(result, RunResult) and result.estimate_basis is not None:
+        headline += f" E{cost_note(result)[1:]}."
     if saving is not None:
         saver, folder = saving
         if result.next_step is None:
@@ -120,6 +133,7 @@ async def _reply(
 async def run_model(
     ctx: Context[Any, Any],
     input: InputArg,
+    consent: Consent,
     endpoint_id: EndpointArg = None,
     app_owner: OwnerArg = None,
     app_id: AppArg = None,
@@ -139,21 +153,23 @@ async def run_model(
     validate: ValidateArg = True,
     previews: PreviewsArg = True,
     save_to: SaveToArg = None,
-) -> Annotated[CallToolResult, RequestResult]:
+    max_cost_usd: MaxCostArg = None,
+) -> Annotated[CallToolResult, RunResult]:
     """Run a fal model: its output, or after wait_s its request_id (continue with get-result)."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
+    spend = Spend(max_cost_usd, confirmed=agreed(consent))  # declined or dismissed: nothing is sent
     saving = await _saving(ctx, ops, save_to)  # a refused folder costs nothing: checked before anything runs
     if mode == "sync":
-        result = await ops.run_sync(endpoint, input, options, validate=validate)
+        result = await ops.run_sync(endpoint, input, options, validate=validate, spend=spend)
         return await _reply(ops, result, previews=previews, saving=saving)
     # As an MCP task nobody is left waiting on the call, so it follows the request to the end.
     budget = ops.state.settings.max_wait_s if running_as_task.get() and wait_s is None else ops.wait_budget(wait_s)
     progress = QueueProgress(ctx, heartbeat_s=ops.state.settings.heartbeat_s)
     async with progress.heartbeat():
         result = await ops.run_queued(
-            endpoint, input, options, budget_s=budget, logs=logs, listener=progress, validate=validate
+            endpoint, input, options, budget_s=budget, logs=logs, listener=progress, validate=validate, spend=spend
         )
     return await _reply(ops, result, previews=previews, saving=saving)
 
@@ -162,6 +178,7 @@ async def run_model(
 async def submit(
     ctx: Context[Any, Any],
     input: InputArg,
+    consent: Consent,
     endpoint_id: EndpointArg = None,
     app_owner: OwnerArg = None,
     app_id: AppArg = None,
@@ -171,14 +188,16 @@ async def submit(
     hint: HintArg = None,
     start_timeout_s: StartTimeoutArg = None,
     validate: ValidateArg = True,
+    max_cost_usd: MaxCostArg = None,
 ) -> Annotated[CallToolResult, SubmitResult]:
     """Queue a model request; returns its request_id at once."""
     ops = operations(ctx)
     endpoint = resolve_endpoint(endpoint_id, app_owner, app_id, app_variant)
     options = _options(priority, hint, start_timeout_s)
-    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url, validate=validate)
+    spend = Spend(max_cost_usd, confirmed=agreed(consent))
+    result = await ops.submit(endpoint, input, options, webhook_url=webhook_url, validate=validate, spend=spend)
     headline = (
-        f"Queued {endpoint} as request {result.request_id}. "
+        f"Queued {endpoint} as request {result.request_id}; {cost_note(result)}. "
         "Follow it with get-status or get-result (same request_id and endpoint_id)."
     )
     return success(headline, result, sandbox=ops.state.settings.sandbox)

@@ -47,13 +47,16 @@ class ToolSpec:
         tool.parameters = input_schema(tool.parameters, unlisted=self.unlisted)
         if tool.fn_metadata.output_schema is not None:
             # FuncMetadata reads this field live; structured results are still checked against the output model.
-            tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema, unlisted=(SANDBOX_FLAG,))
+            tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema, unlisted=UNLISTED_OUTPUTS)
         return tool
 
 
 SANDBOX_FLAG = "sandbox"
 """`sandbox: true`, in every result from the fake fal (and in its headline): a development aid, so results declare it
 nowhere, and a result holding it still conforms (output schemas are open)."""
+UNLISTED_OUTPUTS = (SANDBOX_FLAG, "estimate_basis")
+"""Result fields left out of the output schemas, to spare every turn's context; `estimate_basis` is the sentence
+beside `estimated_cost_usd` saying how it was worked out (results carry it, the README documents it)."""
 
 SEGMENTS = ("app_owner", "app_id", "app_variant")
 """fal's segment form of a model id. run-model lists it; the other tools take it without listing it."""
