@@ -26,6 +26,8 @@ from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.exceptions import MCPError
+from pydantic import TypeAdapter
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from tests.conftest import env_for
@@ -40,6 +42,7 @@ from tests.oidc_provider import (
     approve,
     free_port,
 )
+from tests.tasks_client import CancelTask, GetTask, TaskIdParams, TasksClient
 from tests.test_auth import ACCEPT, INITIALIZE, run_cli
 from tests.test_tools import structured, text_of
 
@@ -323,6 +326,23 @@ async def test_users_see_and_cancel_only_their_own_requests_and_have_their_own_l
     assert over_budget.is_error and "FAL_MCP_DAILY_BUDGET_USD" in text_of(over_budget)  # alice's own budget...
     assert too_many.is_error and "FAL_MCP_SUBMITS_PER_MINUTE" in text_of(too_many)  # ...and limits...
     assert bobs["request_id"]  # ...are not bob's
+
+
+async def test_a_users_mcp_tasks_are_their_own(deployment: Deployment, fake: FakeFal) -> None:
+    alice_tasks = TasksClient()
+    alice, bob = await deployment.token("alice"), await deployment.token("bob")
+    async with bearer_client(deployment.resource, alice, extensions=[alice_tasks]) as client:
+        ran = structured(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "a fox"}}))
+    assert ran["status"] == "COMPLETED" and alice_tasks.created  # it ran as a task
+    task = TaskIdParams(taskId=alice_tasks.created[0].task_id)
+    async with bearer_client(deployment.resource, bob, extensions=[TasksClient()]) as client:
+        with pytest.raises(MCPError, match="not found"):
+            await client.session.send_request(GetTask(params=task), TypeAdapter(dict[str, Any]))
+        with pytest.raises(MCPError, match="not found"):
+            await client.session.send_request(CancelTask(params=task), TypeAdapter(dict[str, Any]))
+    async with bearer_client(deployment.resource, await deployment.token("alice"), extensions=[TasksClient()]) as again:
+        mine = await again.session.send_request(GetTask(params=task), TypeAdapter(dict[str, Any]))
+    assert mine["status"] == "completed"  # the same user, with a new token
 
 
 async def test_a_session_belongs_to_the_user_who_opened_it(deployment: Deployment) -> None:
