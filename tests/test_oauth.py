@@ -134,6 +134,7 @@ async def test_protected_resource_metadata_names_the_provider_and_the_scopes(dep
             f"{deployment.base}/.well-known/oauth-protected-resource/mcp",
             headers={"Origin": "https://claude.ai", "Access-Control-Request-Method": "GET"},
         )
+        described = (await http.get(f"{deployment.base}/openapi.json")).json()["components"]["securitySchemes"]
     for answer in (suffixed, root):
         assert answer.status_code == 200
         assert answer.json() == {
@@ -145,6 +146,7 @@ async def test_protected_resource_metadata_names_the_provider_and_the_scopes(dep
         }
         assert answer.headers["access-control-allow-origin"] == "*"  # browser-based clients discover with it
     assert preflight.status_code == 204
+    assert deployment.provider.issuer in described["bearer"]["description"]  # the REST surface says who signs tokens
 
 
 async def test_no_token_gets_a_challenge_naming_the_metadata_and_scope(deployment: Deployment) -> None:
