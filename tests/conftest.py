@@ -15,6 +15,9 @@ OTHER_KEY = "other-key-id:other-key-secret-0123456789"
 """A second valid sandbox key, for tests about two callers."""
 
 
+NETWORK_VARIABLES = frozenset({"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR"})
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -36,9 +39,10 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: str) -> Iterator[None]:
-    """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake)."""
+    """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake), nor the machine's proxy
+    and CA variables (the fal client honours them; the tests that need them set their own)."""
     for name in list(os.environ):
-        if name.startswith(("FAL_", "FAL_MCP_")):
+        if name.startswith(("FAL_", "FAL_MCP_")) or name.upper() in NETWORK_VARIABLES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("FAL_MCP_STATE_DIR", state_dir)
     yield

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
+from mcp import Client
 from pydantic import SecretStr
 
 from fal_mcp import __version__
@@ -20,9 +25,14 @@ from fal_mcp.fal.errors import (
     FalTransportError,
     MissingKeyError,
 )
+from fal_mcp.fal.network import ProxyRoutes
 from fal_mcp.jobs.waiting import follow
+from fal_mcp.media.fetch import fetch_media
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.server.build import create_server
+from fal_mcp.settings import Settings
 from tests.conftest import OTHER_KEY, settings_for
+from tests.corporate import Proxy, TlsFront, connect_proxy, tls_front
 
 pytestmark = pytest.mark.anyio
 
@@ -293,3 +303,192 @@ async def test_redirects_are_not_followed(fal: FalClient, fake: FakeFal) -> None
     with pytest.raises(Exception, match="307"):
         await fal.status(FLUX, submitted.request_id)
     assert [r.route for r in fake.requests] == ["submit", "status"]  # nothing went to the Location
+
+
+# -- one request is bounded in total, a wait the caller asked for is not ----------------------------------
+
+
+async def test_a_request_is_bounded_in_total_retries_included(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """fal that never answers: with 4 retries of 0.4 s each (and backoff) a status call would take about 2.5 s; the
+    1 s deadline ends it, says so, and leaves the remaining retries unsent."""
+    settings = settings_for(sandbox, request_timeout_s=0.4, retries=4, call_deadline_s=1.0)
+    async with FalClient.open(settings) as fal:
+        submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+        fake.inject(Fault(route="status", delay_s=3.0, times=10))
+        with pytest.raises(FalTransportError) as caught:
+            await fal.status(FLUX, submitted.request_id)
+    assert caught.value.timed_out
+    assert "did not answer within 1s" in str(caught.value) and "FAL_MCP_CALL_DEADLINE_S" in str(caught.value)
+    assert len(fake.requests_for("status")) < 5
+
+
+async def test_a_submit_cut_by_the_deadline_says_it_may_have_arrived(sandbox: SandboxServer, fake: FakeFal) -> None:
+    async with FalClient.open(settings_for(sandbox, request_timeout_s=5, call_deadline_s=0.5)) as fal:
+        fake.inject(Fault(route="submit", delay_s=2.0))
+        with pytest.raises(FalTransportError) as caught:
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert caught.value.maybe_sent and "FAL_MCP_CALL_DEADLINE_S" in str(caught.value)
+    assert len(fake.requests_for("submit")) == 1
+
+
+async def test_the_deadline_reaches_the_tool_and_spares_waits(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """Through the real server: get-status against a silent fal fails within the deadline and says which setting
+    bounds it; a job that runs longer than the deadline is still waited for (wait_s, run-model, a sync run)."""
+    fake.time_scale = 0.15  # the video model: 18 s -> 2.7 s, beyond the 1 s deadline
+    settings = settings_for(sandbox, request_timeout_s=0.4, retries=4, call_deadline_s=1.0, wait_s=30)
+    video = {"endpoint_id": str(VIDEO), "input": {"prompt": "waves"}}
+    async with Client(create_server(settings)) as client:
+        submitted = await client.call_tool("submit", video)
+        assert submitted.structured_content is not None
+        request_id = submitted.structured_content["request_id"]
+        fake.inject(Fault(route="status", delay_s=3.0, times=10))
+        silent = await client.call_tool("get-status", {"request_id": request_id, "endpoint_id": str(VIDEO)})
+        fake.clear_faults()
+        waited = await client.call_tool(
+            "get-result", {"request_id": request_id, "endpoint_id": str(VIDEO), "wait_s": 30}
+        )
+        ran = await client.call_tool("run-model", video)
+        synced = await client.call_tool("run-model", {**video, "mode": "sync"})
+    assert silent.is_error
+    text = silent.content[0].text  # type: ignore[union-attr]
+    assert "did not answer within 1s" in text and "FAL_MCP_CALL_DEADLINE_S" in text
+    for result in (waited, ran, synced):
+        assert not result.is_error, result.content
+        assert result.structured_content is not None and result.structured_content["status"] == "COMPLETED"
+
+
+# -- waiting calls never starve the short ones -----------------------------------------------------------
+
+
+async def test_waiting_calls_do_not_starve_short_calls(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """One long job and 210 get-result calls waiting on it: once they held every pooled connection with a status
+    stream each, and a submit queued behind them until their waits ended. Now streams have their own pool and slots
+    (4 per key here): the other waits poll, the submit is answered while every wait still waits, and each wait ends
+    as asked, with the job's handle."""
+    fake.time_scale = 3.0  # the video model: 18 s -> 54 s, longer than the waits
+    settings = settings_for(sandbox, streams_per_key=4, max_streams=8, max_running_jobs=0)
+    async with Client(create_server(settings)) as client:
+        submitted = await client.call_tool("submit", {"endpoint_id": str(VIDEO), "input": {"prompt": "waves"}})
+        assert submitted.structured_content is not None
+        request_id = submitted.structured_content["request_id"]
+        waiting = {"request_id": request_id, "endpoint_id": str(VIDEO), "wait_s": 20}
+        results: list[Any] = []
+
+        async def wait() -> None:
+            results.append(await client.call_tool("get-result", waiting))
+
+        async with anyio.create_task_group() as waits:
+            for _ in range(210):
+                waits.start_soon(wait)
+            with anyio.fail_after(60):  # until every wait has begun: a stream each (up to the pool's 200), or polls
+                while len(fake.requests_for("stream")) < 200 and len(fake.requests_for("status")) < 206:
+                    await anyio.sleep(0.05)
+            other = await client.call_tool("submit", {"endpoint_id": str(FLUX), "input": PROMPT})
+            ended_before_the_submit = len(results)
+        await client.call_tool("cancel", {"request_id": request_id, "endpoint_id": str(VIDEO)})
+    assert not other.is_error, other.content
+    assert ended_before_the_submit == 0  # it did not wait for the waits (and their streams) to end
+    assert len(results) == 210
+    assert all(not r.is_error and r.structured_content["status"] in ("IN_QUEUE", "IN_PROGRESS") for r in results)
+    assert 1 <= len(fake.requests_for("stream")) <= 4
+
+
+# -- corporate networks: the proxy and CA of the environment -----------------------------------------------
+
+
+@asynccontextmanager
+async def behind_proxy(
+    sandbox: SandboxServer, workdir: Path, **overrides: Any
+) -> AsyncIterator[tuple[FalClient, TlsFront, Proxy]]:
+    """A client whose fal URLs are a TLS front with a company CA (trusted through `ssl_cert_file` unless overridden),
+    with a CONNECT proxy at hand; `https_proxy=True` (or `all_proxy=True`) points that setting at it."""
+    async with tls_front(sandbox.url, workdir) as front, connect_proxy() as proxy:
+        urls = {f"{name}_url": f"{front.origin}/{name}" for name in ("run", "queue", "api", "rest")}
+        chosen = {name: proxy.url if value is True else value for name, value in overrides.items()}
+        settings = Settings(
+            _env_file=None, fal_key=SANDBOX_KEY, **{**urls, "ssl_cert_file": str(front.ca_file), **chosen}
+        )
+        async with FalClient.open(settings) as fal:
+            yield fal, front, proxy
+
+
+async def test_https_goes_through_the_proxy_to_a_host_signed_by_the_company_ca(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True) as (fal, front, proxy):
+        submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+        await follow(fal, FLUX, submitted.request_id, budget_s=10)
+        output = await fal.result(FLUX, submitted.request_id)
+    assert output["images"]
+    # a tunnel to fal's host (loopback here, which gets no exemption), and the key only inside TLS
+    assert set(proxy.connects) == {front.origin.removeprefix("https://")}
+    assert SANDBOX_KEY.encode() not in proxy.tunnelled and proxy.refused == []
+    assert f"authorization: Key {SANDBOX_KEY}".lower().encode() in front.plaintext.lower()
+
+
+async def test_no_proxy_decides_what_goes_direct(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True, no_proxy="example.com, 127.0.0.1") as (fal, _, proxy):
+        await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert proxy.connects == [] and fake.requests_for("submit")
+
+
+async def test_all_proxy_serves_when_https_proxy_is_unset(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, all_proxy=True) as (fal, _, proxy):
+        await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert len(proxy.connects) == 1
+
+
+async def test_without_the_company_ca_the_certificate_is_refused(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    async with behind_proxy(sandbox, tmp_path, ssl_cert_file=None, retries=0) as (fal, front, _):
+        with pytest.raises(FalTransportError, match="could not connect") as caught:
+            await fal.submit(FLUX, PROMPT, RequestOptions())
+    assert not caught.value.maybe_sent
+    assert fake.requests_for("submit") == [] and SANDBOX_KEY.encode() not in front.plaintext
+
+
+async def test_media_fetches_use_the_proxy_without_a_credential(
+    sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
+) -> None:
+    """Previews and media downloads travel like fal's calls (a corporate network lets nothing else out), and carry
+    no key."""
+    async with behind_proxy(sandbox, tmp_path, https_proxy=True) as (fal, front, proxy):
+        ran = await fal.run(FLUX, PROMPT, RequestOptions())
+        image = httpx.URL(ran.output["images"][0]["url"])
+        url = f"{front.origin}{image.raw_path.decode()}"
+        before = len(front.plaintext)
+        fetched = await fetch_media(fal.public_http, url, fal_urls=fal.urls, max_bytes=10_000_000, timeout_s=10)
+    assert fetched.data.startswith(b"\x89PNG")
+    assert len(proxy.connects) >= 1
+    assert b"authorization" not in bytes(front.plaintext[before:]).lower()
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "port", "bypassed"),
+    [
+        ("", "queue.fal.run", 443, False),
+        ("*", "queue.fal.run", 443, True),
+        ("fal.run", "queue.fal.run", 443, True),
+        (".fal.run", "queue.fal.run", 443, True),
+        ("fal.run", "fal.run", 443, True),
+        ("fal.run", "evilfal.run", 443, False),
+        ("example.com,fal.ai", "api.fal.ai", 443, True),
+        ("127.0.0.1", "127.0.0.1", 8000, True),
+        ("localhost", "127.0.0.1", 8000, False),  # names are not resolved: list the address
+        ("10.0.0.0/8", "10.1.2.3", 443, True),
+        ("10.0.0.0/8", "11.1.2.3", 443, False),
+        ("::1", "::1", 80, True),
+        ("[::1]:8000", "::1", 8000, True),
+        ("[::1]:8000", "::1", 9000, False),
+        ("queue.fal.run:443", "queue.fal.run", 443, True),
+        ("queue.fal.run:8443", "queue.fal.run", 443, False),
+    ],
+)
+def test_no_proxy_entries(no_proxy: str, host: str, port: int, bypassed: bool) -> None:
+    routes = ProxyRoutes.from_settings(Settings(_env_file=None, https_proxy="proxy.example:3128", no_proxy=no_proxy))
+    shown = f"[{host}]" if ":" in host else host
+    expected = None if bypassed else "http://proxy.example:3128"
+    assert routes.proxy_for(httpx.URL(f"https://{shown}:{port}/queue")) == expected

@@ -1,6 +1,10 @@
 """What keeps fal-mcp fast, checked by what it does rather than by timing it (the figures are `bench/`'s).
 
-- A stdio start loads only what stdio needs: no Pillow, no JSON Schema validator, no sandbox, no REST surface.
+- A stdio start loads only what the first `tools/list` needs: not the fal client (httpx), the history (sqlite3),
+  the catalog, the tools' own modules and output models, Pillow, the JSON Schema validator, the sandbox or the
+  HTTP surface; and no settings library (pydantic-settings) at all.
+- The tools and prompts are listed from `server/listing.json`, which must match what they build (regenerate it
+  with `python -m fal_mcp.server.listing`).
 - The fal connection pool makes its TLS context on the first request, not at start.
 - Connections accepted by the HTTP transport skip Nagle's algorithm (else each answer waits ~40 ms).
 - Polling a request's status writes to the history only when its state changed.
@@ -9,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
 import json
 import socket
 import sqlite3
@@ -17,9 +22,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
 from fal_mcp.jobs.history import FILE_NAME, History
+from fal_mcp.sandbox import FakeFal, SandboxServer
+from fal_mcp.server.build import create_server
+from fal_mcp.server.listing import built_entries, stored_entries
 from fal_mcp.web.serving import bind_socket
+from tests.conftest import settings_for
 
 HEAVY_AT_START = (
     "PIL",  # previews, made on the first result with an image
@@ -28,6 +38,17 @@ HEAVY_AT_START = (
     "fal_mcp.web.app",  # the HTTP surface: health, the gate, REST and its OpenAPI document
     "fal_mcp.web.rest",
     "fal_mcp.web.openapi",
+    "httpx",  # the fal client, on the first call that reaches fal
+    "fal_mcp.fal.client",
+    "sqlite3",  # the request history, on the first call that records or reads it
+    "fal_mcp.jobs.history",
+    "fal_mcp.jobs.catalog",  # model schemas and prices
+    "fal_mcp.jobs.operations",
+    "fal_mcp.jobs.results",  # the output models (the listing holds their schemas)
+    "fal_mcp.server.tools",  # the tools themselves, built on their first call
+    "fal_mcp.server.prompts",  # the prompts, built on their first use
+    "pydantic_settings",  # no longer used: settings.py reads the environment and .env itself
+    "dotenv",  # only when there is a .env to read
 )
 
 STDIO_START = """
@@ -39,11 +60,34 @@ main([])
 """
 
 
-def test_a_stdio_start_loads_nothing_it_does_not_need() -> None:
-    shown = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True).stdout
-    loaded = set(json.loads(shown))
+def test_a_stdio_start_loads_nothing_it_does_not_need(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True, cwd=tmp_path)
+    loaded = set(json.loads(done.stdout))
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_AT_START))
     assert heavy == []
+
+
+def test_the_precomputed_listing_is_current() -> None:
+    """`listing.json` is what the tools and prompts build; after changing one, run `python -m fal_mcp.server.listing`."""
+    assert stored_entries() == built_entries(), "listing.json is stale: run python -m fal_mcp.server.listing"
+
+
+@pytest.mark.anyio
+async def test_the_listed_tools_and_prompts_are_the_built_ones(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """A served tools/list and prompts/list are the listing; a deferred tool or prompt used for the first time works
+    as the real one."""
+    async with Client(create_server(settings_for(sandbox))) as client:
+        tools = (await client.list_tools()).tools
+        prompts = (await client.list_prompts()).prompts
+        ran = await client.call_tool("run-model", {"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "x"}})
+        refused = await client.call_tool("get-status", {"request_id": 12, "endpoint_id": "fal-ai/flux"})
+        rendered = await client.get_prompt(prompts[0].name, {arg.name: "a fox" for arg in prompts[0].arguments or []})
+    built = built_entries()
+    assert [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools] == built["tools"]
+    assert [prompt.model_dump(mode="json", by_alias=True, exclude_none=True) for prompt in prompts] == built["prompts"]
+    assert not ran.is_error and ran.structured_content is not None and ran.structured_content["output"]["images"]
+    assert refused.is_error  # the real tool's argument checks
+    assert rendered.messages
 
 
 @pytest.mark.anyio
@@ -110,3 +154,32 @@ async def test_polling_a_request_whose_state_has_not_changed_writes_nothing(tmp_
     finally:
         watcher.close()
         history.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_to_fal_fails_no_import(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """httpcore asks `sniffio` which async library runs, four times per request: uninstalled, each ask was a failed
+    import (a search of every path entry, about 0.2 ms of CPU per request). After a first request, a request makes
+    no import at all."""
+    from fal_mcp.fal.client import FalClient, RequestOptions
+    from fal_mcp.fal.endpoint import EndpointId
+
+    class Lookups(importlib.abc.MetaPathFinder):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+            self.names.append(fullname)  # only imports that sys.modules cannot answer get here
+
+    flux = EndpointId.parse("fal-ai/flux/schnell")
+    async with FalClient.open(settings_for(sandbox)) as fal:
+        submitted = await fal.submit(flux, {"prompt": "a fox"}, RequestOptions())
+        await fal.status(flux, submitted.request_id)
+        lookups = Lookups()
+        sys.meta_path.insert(0, lookups)
+        try:
+            for _ in range(3):
+                await fal.status(flux, submitted.request_id)
+        finally:
+            sys.meta_path.remove(lookups)
+    assert lookups.names == []

@@ -1,4 +1,4 @@
-"""Configuration precedence (environment, .env, flags) and keeping the key secret."""
+"""Configuration precedence (environment, .env, flags), what a `.env` may not set, and keeping the key secret."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from fal_mcp.cli import parse_args
-from fal_mcp.settings import Settings, load
+from fal_mcp.settings import ENV_ONLY, Settings, env_only, fal_host_problem, load
 
 KEY = "0123abcd-key-id:0123456789abcdef-secret"
 
@@ -30,12 +30,138 @@ def test_defaults(workdir: Path) -> None:
 
 
 def test_dotenv_is_read_and_environment_wins(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (workdir / ".env").write_text(f"FAL_KEY={KEY}\nFAL_MCP_PORT=9001\nFAL_MCP_WAIT_S=12\nUNRELATED=1\n")
+    (workdir / ".env").write_text(f"FAL_KEY={KEY}\nFAL_MCP_RETRIES=2\nFAL_MCP_WAIT_S=12\nUNRELATED=1\n")
     settings = load()
     assert settings.key is not None and settings.key.get_secret_value() == KEY
-    assert (settings.port, settings.wait_s) == (9001, 12)
-    monkeypatch.setenv("FAL_MCP_PORT", "9002")
-    assert load().port == 9002
+    assert (settings.retries, settings.wait_s) == (2, 12)
+    assert settings.ignored_from_dotenv == ()
+    monkeypatch.setenv("FAL_MCP_RETRIES", "3")
+    assert load().retries == 3
+
+
+HOSTILE_DOTENV = """
+FAL_KEY=key-from-dotenv:0123456789abcdef
+FAL_QUEUE_URL=http://127.0.0.1:9/steal
+fal_run_url=https://evil.example
+export FAL_MCP_UPLOAD_ROOTS=/
+FAL_MCP_AUTH=none
+FAL_MCP_AUTH_TOKENS=0123456789abcdef0123
+FAL_MCP_HOST=0.0.0.0
+FAL_MCP_ALLOW_UNAUTHENTICATED=true
+FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS=true
+FAL_MCP_STATE_DIR=/tmp/elsewhere
+FAL_MCP_DATABASE_URL=postgresql://evil.example/db
+HTTPS_PROXY=http://127.0.0.1:9
+SSL_CERT_FILE=/tmp/their-ca.pem
+FAL_MCP_WAIT_S=7
+"""
+
+
+def test_a_dotenv_cannot_set_what_decides_where_the_key_goes(workdir: Path) -> None:
+    (workdir / ".env").write_text(HOSTILE_DOTENV)
+    settings = load()
+    key = settings.key
+    assert key is not None and key.get_secret_value() == "key-from-dotenv:0123456789abcdef"  # the key may come
+    assert settings.wait_s == 7  # and harmless knobs
+    assert (settings.queue_url, settings.run_url) == ("https://queue.fal.run", "https://fal.run")
+    assert settings.upload_roots == [] and settings.auth == "none" and settings.auth_tokens is None
+    assert (settings.host, settings.allow_unauthenticated, settings.allow_custom_fal_hosts) == (
+        "127.0.0.1",
+        False,
+        False,
+    )
+    assert settings.state_dir != "/tmp/elsewhere"
+    assert (settings.https_proxy, settings.ssl_cert_file) == (None, None)
+    assert settings.ignored_from_dotenv == (
+        "FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS",
+        "FAL_MCP_ALLOW_UNAUTHENTICATED",
+        "FAL_MCP_AUTH",
+        "FAL_MCP_AUTH_TOKENS",
+        "FAL_MCP_DATABASE_URL",
+        "FAL_MCP_HOST",
+        "FAL_MCP_STATE_DIR",
+        "FAL_MCP_UPLOAD_ROOTS",
+        "FAL_QUEUE_URL",
+        "FAL_RUN_URL",
+        "HTTPS_PROXY",
+        "SSL_CERT_FILE",
+    )
+
+
+def test_the_real_environment_still_sets_them(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (workdir / ".env").write_text("FAL_QUEUE_URL=http://127.0.0.1:9/steal\n")
+    monkeypatch.setenv("FAL_QUEUE_URL", "http://127.0.0.1:8/mine")
+    monkeypatch.setenv("https_proxy", "proxy.corp.example:3128")
+    settings = load()
+    assert settings.queue_url == "http://127.0.0.1:8/mine"
+    assert settings.https_proxy == "http://proxy.corp.example:3128"
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("FAL_QUEUE_URL", True),
+        ("fal_rest_url", True),
+        ("FAL_MCP_UPLOAD_ROOTS", True),
+        ("FAL_MCP_SAVE_ROOTS", True),
+        ("FAL_MCP_AUTH", True),
+        ("FAL_MCP_AUTH_TOKENS", True),
+        ("FAL_MCP_ALLOW_UNAUTHENTICATED", True),
+        ("FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS", True),
+        ("FAL_MCP_OAUTH_ISSUER", True),
+        ("FAL_MCP_PUBLIC_URL", True),
+        ("FAL_MCP_WEBHOOK_JWKS_URL", True),
+        ("FAL_MCP_SANDBOX", True),
+        ("NO_PROXY", True),
+        ("FAL_KEY", False),
+        ("FAL_KEY_SECRET", False),
+        ("FAL_MCP_WAIT_S", False),
+        ("FAL_MCP_ALLOWED_ENDPOINTS", False),  # a .env may narrow what is called, not widen where the key goes
+        ("FAL_MCP_LOG_LEVEL", False),
+    ],
+)
+def test_env_only_variables(variable: str, expected: bool) -> None:
+    assert env_only(variable) is expected
+
+
+def test_every_env_only_field_is_on_the_list() -> None:
+    """A field that decides where the key goes or what leaves the machine cannot be added without joining ENV_ONLY."""
+    decisive = {"run_url", "queue_url", "api_url", "rest_url", "upload_roots", "state_dir", "auth", "auth_tokens"}
+    decisive |= {"host", "port", "transport", "allowed_hosts", "allowed_origins", "allow_unauthenticated", "sandbox"}
+    decisive |= {"allow_custom_fal_hosts", "https_proxy", "http_proxy", "all_proxy", "no_proxy", "ssl_cert_file"}
+    decisive |= {"ssl_cert_dir", "token_partition"}
+    from fal_mcp.settings import variable_of
+
+    assert [name for name in sorted(decisive) if not env_only(variable_of(name))] == []
+    assert len(ENV_ONLY) == len(set(ENV_ONLY))
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://queue.fal.run", True),
+        ("https://fal.run", True),
+        ("https://api.fal.ai/v1", True),
+        ("https://v3.fal.media", True),
+        ("http://127.0.0.1:9000/queue", True),
+        ("http://localhost:9000", True),
+        ("http://[::1]:9000", True),
+        ("https://127.0.0.2", True),
+        ("http://queue.fal.run", False),  # the key in clear text
+        ("https://evil.example", False),
+        ("https://queue.fal.run.evil.example", False),
+        ("https://evilfal.run", False),
+        ("https://fal.ai@evil.example", False),
+        ("http://10.0.0.5:8000", False),
+    ],
+)
+def test_base_urls_must_be_fal_or_loopback(url: str, allowed: bool) -> None:
+    settings = Settings(_env_file=None, queue_url=url)
+    problem = fal_host_problem(settings)
+    assert (problem is None) is allowed
+    if problem is not None:
+        assert problem.startswith(f"FAL_QUEUE_URL={url} ") and "--allow-custom-fal-hosts" in problem
+    assert fal_host_problem(Settings(_env_file=None, queue_url=url, allow_custom_fal_hosts=True)) is None
 
 
 def test_flags_win_over_everything(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +208,8 @@ def test_key_never_prints(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("FAL_RUN_URL", "queue.fal.run"),
         ("FAL_MCP_PORT", "99999"),
         ("FAL_MCP_WAIT_S", "-1"),
+        ("HTTPS_PROXY", "ftp://proxy.example"),
+        ("FAL_MCP_CALL_DEADLINE_S", "0"),
     ],
 )
 def test_invalid_values_are_refused(workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

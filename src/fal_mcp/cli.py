@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from fal_mcp import __version__
-from fal_mcp.logs import configure_logging, redactor
-from fal_mcp.settings import Settings, load
+from fal_mcp.logs import announce, configure_logging, redactor
+from fal_mcp.settings import DOTENV, Settings, fal_host_problem, load, variable_of
 from fal_mcp.web.auth import is_loopback, startup_problem
 
 if TYPE_CHECKING:
@@ -25,7 +25,10 @@ logger = logging.getLogger("fal_mcp")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="fal-mcp",
-        description="MCP server for fal.ai. Reads FAL_KEY and FAL_MCP_* from the environment and .env; flags win.",
+        description=(
+            "MCP server for fal.ai. Reads FAL_KEY and FAL_MCP_* from the environment and .env (where fal URLs, roots, "
+            "auth, bind, proxy and CA settings are ignored); flags win."
+        ),
     )
     parser.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or streamable HTTP")
     parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
@@ -45,6 +48,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="serve --auth none on a non-loopback address (trusted networks only)",
     )
+    parser.add_argument(
+        "--allow-custom-fal-hosts",
+        action="store_true",
+        default=None,
+        help="let FAL_*_URL name hosts other than fal's and loopback (the key is sent to them)",
+    )
     parser.add_argument("--rest", action="store_true", default=None, help="also serve the REST surface under /v1")
     parser.add_argument("--log-format", choices=["text", "json"], help="stderr log lines as text (default) or JSON")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for all)")
@@ -54,8 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _variable(loc: tuple[int | str, ...]) -> str:
     """Name a setting as the user wrote it: fal's own variables as they are, ours with their prefix."""
-    name = str(loc[0]) if loc else "?"
-    return name if name.startswith("FAL_") else f"FAL_MCP_{name.upper()}"
+    return variable_of(str(loc[0])) if loc else "?"
 
 
 def _log_level(verbose: int) -> str | None:
@@ -88,6 +96,10 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
                 "fal_key_id": None,
                 "fal_key_secret": None,
                 "admin_key": SecretStr(SANDBOX_ADMIN_KEY),  # the sandbox's charges, read as fal's are
+                # the fake lives in this process: no proxy in between (one could not reach our loopback anyway)
+                "https_proxy": None,
+                "http_proxy": None,
+                "all_proxy": None,
             }
         )
 
@@ -111,12 +123,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             allow_unauthenticated=args.allow_unauthenticated,
             rest=args.rest,
             log_format=args.log_format,
+            allow_custom_fal_hosts=args.allow_custom_fal_hosts,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"fal-mcp: invalid configuration: {problems}", file=sys.stderr)
         raise SystemExit(2) from None
-    problem = startup_problem(settings)
+    if settings.ignored_from_dotenv:
+        announce(
+            f"fal-mcp: ignored {', '.join(settings.ignored_from_dotenv)} in {DOTENV}: what decides where the fal key "
+            "goes or what may leave this machine is read only from the environment and flags",
+            settings.log_format,
+        )
+    problem = (None if settings.sandbox else fal_host_problem(settings)) or startup_problem(settings)
     if problem is not None:
         print(f"fal-mcp: {problem}", file=sys.stderr)
         raise SystemExit(2)

@@ -1,16 +1,22 @@
-"""fal's run and queue APIs over one shared httpx connection pool. Knows nothing about MCP.
+"""fal's run and queue APIs over one shared httpx client. Knows nothing about MCP.
 
-One `httpx.AsyncClient` lives for the whole process (opened in the MCP lifespan, closed on exit). The key is
+One `httpx.AsyncClient` lives for the whole process (made on first use, closed when the server stops). The key is
 not baked into it: each request carries the `Authorization` header of the `FalClient` view that sent it, so
-views made with `with_key()` share the pool while each pays with its own key. Every URL comes from `FalUrls`,
+views made with `with_key()` share the pools while each pays with its own key. Every URL comes from `FalUrls`,
 built from the configured fal bases, so a credential can only ever travel to fal. Redirects are not followed
-(a redirect would carry the key to wherever it points).
+(a redirect would carry the key to wherever it points). How requests travel (lanes, proxies, the CA bundle, stream
+slots) is `fal_mcp.fal.network`'s.
+
+Every request that is not a wait is bounded in total, retries included, by `FAL_MCP_CALL_DEADLINE_S` (45 s by
+default, under the ~60 s after which clients give up on a call); the error then says so. Not bounded by it: status
+streams (a wait the caller asked for, bounded by its budget) and synchronous runs (`FAL_MCP_RUN_TIMEOUT_S`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from fal_mcp.fal.errors import (
     json_field,
 )
 from fal_mcp.fal.eventstream import sse_data
+from fal_mcp.fal.network import LANE, Lane, Network, StreamSlots
 from fal_mcp.fal.queue_status import QueueStatus, RunResponse, SubmitResponse
 from fal_mcp.fal.retry import RetryPolicy
 from fal_mcp.logs import redactor
@@ -51,6 +58,8 @@ class Timeouts:
     connect_s: float = 10.0
     request_s: float = 30.0
     run_s: float = 600.0
+    call_s: float = 45.0
+    """The whole of one request that is not a wait, retries included."""
     stream_idle_s: float = 20.0
     """Silence after which a status stream counts as broken (fal pings well within it)."""
 
@@ -100,27 +109,8 @@ def _has_request(exc: httpx.TransportError) -> bool:
     return True
 
 
-class _FirstUsePool(httpx.AsyncBaseTransport):
-    """httpx's own connection pool, built when the first request goes out.
-
-    Building it makes its TLS context (loading the CA bundle), about 30 ms that would otherwise stand between a
-    client and the first `tools/list` answer, whether or not the session ever reaches fal.
-    """
-
-    def __init__(self) -> None:
-        self._pool: httpx.AsyncHTTPTransport | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._pool is None:
-            self._pool = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0),
-                trust_env=False,
-            )
-        return await self._pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+class StreamsBusy(FalError):
+    """No status stream slot is free (for this key, or in all): the caller polls instead."""
 
 
 class FalClient:
@@ -134,46 +124,66 @@ class FalClient:
         key: SecretStr | None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        streams: StreamSlots | None = None,
     ) -> None:
         self._http = http
         self.urls = urls
         self._key = key
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
+        self.streams = streams if streams is not None else StreamSlots(total=64, per_key=8)
+        self._stream_holder = StreamSlots.holder(key.get_secret_value() if key is not None else None)
+
+    @classmethod
+    def create(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> FalClient:
+        """The process's one client (its pools open on first use); `aclose()` closes them."""
+        timeouts = Timeouts(
+            connect_s=settings.connect_timeout_s,
+            request_s=settings.request_timeout_s,
+            run_s=settings.run_timeout_s,
+            call_s=settings.call_deadline_s,
+        )
+        http = httpx.AsyncClient(
+            transport=transport if transport is not None else Network(settings),
+            timeout=timeouts.queue(),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            trust_env=False,  # the proxy and CA variables are applied by `Network`, from the real environment only
+        )
+        return cls(
+            http,
+            FalUrls(
+                run_base=settings.run_url,
+                queue_base=settings.queue_url,
+                api_base=settings.api_url,
+                rest_base=settings.rest_url,
+            ),
+            key=settings.key,
+            retry=RetryPolicy(retries=settings.retries, max_retry_after_s=settings.max_retry_after_s),
+            timeouts=timeouts,
+            streams=StreamSlots(total=settings.max_streams, per_key=settings.streams_per_key),
+        )
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> AsyncGenerator[FalClient]:
-        """Open the process's one connection pool; closed when the block ends."""
-        timeouts = Timeouts(
-            connect_s=settings.connect_timeout_s, request_s=settings.request_timeout_s, run_s=settings.run_timeout_s
-        )
-        http = httpx.AsyncClient(
-            transport=transport if transport is not None else _FirstUsePool(),
-            timeout=timeouts.queue(),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-            trust_env=False,
-        )
-        async with http:
-            yield cls(
-                http,
-                FalUrls(
-                    run_base=settings.run_url,
-                    queue_base=settings.queue_url,
-                    api_base=settings.api_url,
-                    rest_base=settings.rest_url,
-                ),
-                key=settings.key,
-                retry=RetryPolicy(retries=settings.retries, max_retry_after_s=settings.max_retry_after_s),
-                timeouts=timeouts,
-            )
+        """The process's one client, closed when the block ends."""
+        client = cls.create(settings, transport=transport)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     def with_key(self, key: SecretStr | None) -> FalClient:
-        """A view that pays with another key over the same connection pool."""
-        return FalClient(self._http, self.urls, key=key, retry=self._retry, timeouts=self._timeouts)
+        """A view that pays with another key over the same connection pools."""
+        return FalClient(
+            self._http, self.urls, key=key, retry=self._retry, timeouts=self._timeouts, streams=self.streams
+        )
 
     @property
     def public_http(self) -> httpx.AsyncClient:
@@ -205,6 +215,8 @@ class FalClient:
             headers=options.headers(),
             http_timeout=self._timeouts.run(),
             idempotent=False,
+            lane="run",
+            bounded=False,  # a sync run takes as long as the model: FAL_MCP_RUN_TIMEOUT_S bounds it
         )
         return RunResponse(
             output=_json(response, f"run {endpoint}"), request_id=response.headers.get("x-fal-request-id")
@@ -244,33 +256,42 @@ class FalClient:
     ) -> AsyncGenerator[AsyncIterator[QueueStatus]]:
         """fal's status stream: one status per change, ending after COMPLETED.
 
-        Not retried: a refused or broken stream is the caller's cue to fall back to polling, which is.
+        Not retried: a refused or broken stream, or no free stream slot (`StreamsBusy`), is the caller's cue to
+        fall back to polling, which is.
         """
         what = f"status stream of {request_id}"
         headers = {**self._auth_headers(), "Accept": "text/event-stream"}
-        timeout = httpx.Timeout(self._timeouts.stream_idle_s, connect=self._timeouts.connect_s)
-        request = self._http.build_request(
-            "GET",
-            self.urls.status_stream(endpoint, request_id),
-            params={"logs": "1" if logs else "0"},
-            headers=headers,
-            timeout=timeout,
-        )
+        if not self.streams.take(self._stream_holder):
+            raise StreamsBusy(
+                f"{what}: every status stream slot is in use (FAL_MCP_STREAMS_PER_KEY, FAL_MCP_MAX_STREAMS)"
+            )
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, what) from exc
-        try:
-            if not response.is_success:
-                await response.aread()
-                raise decode_response_error(response)
-            self._accepted()
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                raise FalProtocolError(f"{what}: fal answered without an event stream")
-            yield _statuses(response, what)
+            timeout = httpx.Timeout(self._timeouts.stream_idle_s, connect=self._timeouts.connect_s)
+            request = self._http.build_request(
+                "GET",
+                self.urls.status_stream(endpoint, request_id),
+                params={"logs": "1" if logs else "0"},
+                headers=headers,
+                timeout=timeout,
+                extensions={LANE: "stream"},
+            )
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise _transport_error(exc, what) from exc
+            try:
+                if not response.is_success:
+                    await response.aread()
+                    raise decode_response_error(response)
+                self._accepted()
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    raise FalProtocolError(f"{what}: fal answered without an event stream")
+                yield _statuses(response, what)
+            finally:
+                with anyio.CancelScope(shield=True):  # hand the connection back even when the wait was cut short
+                    await response.aclose()
         finally:
-            with anyio.CancelScope(shield=True):  # hand the connection back even when the wait was cut short
-                await response.aclose()
+            self.streams.give_back(self._stream_holder)
 
     async def result(self, endpoint: EndpointId, request_id: str) -> Any:
         """The output of a completed request (fal answers the model's own error for a failed one)."""
@@ -326,8 +347,11 @@ class FalClient:
         params: Mapping[str, str] | None = None,
         http_timeout: httpx.Timeout | None = None,
         idempotent: bool = True,
+        lane: Lane = "short",
+        bounded: bool = True,
     ) -> httpx.Response:
-        """Send one request, retrying as `RetryPolicy` allows; return a 2xx response or raise a `FalError`."""
+        """Send one request, retrying as `RetryPolicy` allows, within the call deadline unless not `bounded`;
+        return a 2xx response or raise a `FalError`."""
         all_headers = {**self._auth_headers(), **(headers or {})}
         content = None
         if json_body is not None:
@@ -336,31 +360,46 @@ class FalClient:
         elif method in ("PUT", "POST"):
             content = b""
         attempt = 0
-        while True:
-            error: FalError
-            try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    content=content,
-                    headers=all_headers,
-                    params=params,
-                    timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-            except httpx.TransportError as exc:
-                error = _transport_error(exc, what)
-            else:
-                if response.is_success:
-                    if not url.startswith(self.urls.api_base + "/"):  # the listing answers even a made-up key
-                        self._accepted()
-                    return response
-                error = decode_response_error(response)
-            attempt += 1
-            delay = self._retry.delay_before_retry(error, attempt, idempotent=idempotent)
-            if delay is None:
-                raise error
-            logger.info("%s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
-            await anyio.sleep(delay)
+        may_have_arrived = False
+        sending = False
+        deadline_s = self._timeouts.call_s if bounded else math.inf
+        with anyio.move_on_after(deadline_s):
+            while True:
+                error: FalError
+                sending = True
+                try:
+                    response = await self._http.request(
+                        method,
+                        url,
+                        content=content,
+                        headers=all_headers,
+                        params=params,
+                        timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                        extensions={LANE: lane},
+                    )
+                except httpx.TransportError as exc:
+                    error = _transport_error(exc, what)
+                    may_have_arrived |= error.maybe_sent
+                else:
+                    if response.is_success:
+                        if not url.startswith(self.urls.api_base + "/"):  # the listing answers even a made-up key
+                            self._accepted()
+                        return response
+                    error = decode_response_error(response)
+                sending = False
+                attempt += 1
+                delay = self._retry.delay_before_retry(error, attempt, idempotent=idempotent)
+                if delay is None:
+                    raise error
+                logger.info("%s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
+                await anyio.sleep(delay)
+        tries = attempt + (1 if sending else 0)
+        raise FalTransportError(
+            f"{what}: {httpx.URL(url).host} did not answer within {deadline_s:g}s ({tries} attempt(s); FAL_MCP_CALL_DEADLINE_S "
+            "bounds one request to fal, retries included)",
+            maybe_sent=may_have_arrived or sending,
+            timed_out=True,
+        )
 
 
 async def _statuses(response: httpx.Response, what: str) -> AsyncIterator[QueueStatus]:

@@ -1,27 +1,35 @@
 """What the server opens once per process, and who is calling.
 
-`AppState` is what the MCP lifespan yields: the settings and the one fal connection pool. `Caller` is the
-identity a tool call acts as: the `FalClient` view that pays for it and the partition its records live in.
-A partition is a hash of the key, never the key itself, so records of one key are never shown to another.
+`AppState` is what the MCP lifespan yields: the settings, the one fal client, the history, the guards, the
+catalog. Each part is made on first use, not at start: a client waits for the first `tools/list` while the server
+starts, and that answer needs none of them (`tests/test_performance.py` keeps them out of a start). `Caller` is
+the identity a tool call acts as: the `FalClient` view that pays for it and the partition its records live in. A
+partition is a hash of the key, never the key itself, so records of one key are never shown to another.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from fal_mcp.fal.client import FalClient
-from fal_mcp.fal.storage import FalStorage
-from fal_mcp.jobs.catalog import ModelCatalog
-from fal_mcp.jobs.cost.charges import Charges
-from fal_mcp.jobs.cost.limits import Budget, CostLimits
-from fal_mcp.jobs.guards import Guards
-from fal_mcp.jobs.history import History
+from fal_mcp.logs import redactor
 from fal_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from fal_mcp.fal.client import FalClient
+    from fal_mcp.fal.storage import FalStorage
+    from fal_mcp.jobs.catalog import ModelCatalog
+    from fal_mcp.jobs.cost.charges import Charges
+    from fal_mcp.jobs.cost.limits import Budget, CostLimits
+    from fal_mcp.jobs.guards import Guards
+    from fal_mcp.jobs.history import History
 
 IDENTITY_SCOPE_KEY = "fal_mcp.identity"
 """Where the HTTP gate leaves the `Identity` it accepted, in the ASGI scope of each request."""
@@ -62,30 +70,100 @@ class Caller:
     request that key made, so it may follow and cancel only the requests its own partition of the history holds."""
 
 
-@dataclass
 class AppState:
-    """What the lifespan opens once per process and every tool call shares."""
+    """What every tool call of this process shares, each part made on first use; `aclose()` closes what was.
 
-    settings: Settings
-    fal: FalClient
-    history: History
-    guards: Guards = field(init=False)
-    limits: CostLimits = field(init=False)
-    """What a call may cost (caps, confirmation threshold)."""
-    charges: Charges = field(init=False)
-    """What fal charged, fetched lazily with the admin key."""
-    budget: Budget = field(init=False)
-    """Each key's daily budget, counted in the history."""
-    catalog: ModelCatalog = field(default_factory=ModelCatalog)
-    """What fal's platform API says about models (schemas, prices), cached."""
-    storage: FalStorage = field(default_factory=FalStorage)
-    """Uploads to fal's storage (CDN tokens cached per key)."""
+    `transport` routes fal traffic without sockets (tests); `fal` and `history` may be given ready-made.
+    """
 
-    def __post_init__(self) -> None:
-        self.guards = Guards.from_settings(self.settings)
-        self.limits = CostLimits.from_settings(self.settings)
-        self.charges = Charges(self.history, self.fal, self.settings.admin_key)
-        self.budget = Budget(self.history, self.limits.daily, refresh=self.charges.refresh)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        fal: FalClient | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.settings = settings
+        self._transport = transport
+        if settings.admin_key is not None:  # a secret from the start, though the charges it reads come later
+            redactor.add(settings.admin_key.get_secret_value())
+        if fal is not None:
+            self.__dict__["fal"] = fal
+        if history is not None:
+            self.__dict__["history"] = history
+
+    @cached_property
+    def fal(self) -> FalClient:
+        """The process's one fal client; its pools open on the first request."""
+        from fal_mcp.fal.client import FalClient
+
+        return FalClient.create(self.settings, transport=self._transport)
+
+    @cached_property
+    def history(self) -> History:
+        """The request history (SQLite), opened on first use: then it settles lost submits and starts its upkeep."""
+        from fal_mcp.jobs.history import History, Retention, resolve_state_dir
+
+        return History.open(resolve_state_dir(self.settings.state_dir), Retention.from_settings(self.settings))
+
+    @cached_property
+    def guards(self) -> Guards:
+        from fal_mcp.jobs.guards import Guards
+
+        return Guards.from_settings(self.settings)
+
+    @cached_property
+    def limits(self) -> CostLimits:
+        """What a call may cost (caps, confirmation threshold)."""
+        from fal_mcp.jobs.cost.limits import CostLimits
+
+        return CostLimits.from_settings(self.settings)
+
+    @cached_property
+    def charges(self) -> Charges:
+        """What fal charged, fetched lazily with the admin key."""
+        from fal_mcp.jobs.cost.charges import Charges
+
+        return Charges(self.history, self.fal, self.settings.admin_key)
+
+    @cached_property
+    def budget(self) -> Budget:
+        """Each key's daily budget, counted in the history."""
+        from fal_mcp.jobs.cost.limits import Budget
+
+        return Budget(self.history, self.limits.daily, refresh=self.charges.refresh)
+
+    @cached_property
+    def catalog(self) -> ModelCatalog:
+        """What fal's platform API says about models (schemas, prices), cached."""
+        from fal_mcp.jobs.catalog import ModelCatalog
+
+        return ModelCatalog(self.settings.models_cache_ttl_s)
+
+    @cached_property
+    def storage(self) -> FalStorage:
+        """Uploads to fal's storage (CDN tokens cached per key)."""
+        from fal_mcp.fal.storage import FalStorage
+
+        return FalStorage()
+
+    def opened(self, part: str) -> bool:
+        """Whether `part` ("fal", "history", ...) has been made yet."""
+        return part in self.__dict__
+
+    async def aclose(self) -> None:
+        """Close what was opened, and only that: the fal client's pools, then the history."""
+        try:
+            if self.opened("fal"):
+                await self.fal.aclose()
+        finally:
+            if self.opened("history"):
+                self.history.close()
+
+    @cached_property
+    def _own_caller(self) -> Caller:
+        return Caller(fal=self.fal, partition=partition_of(self.settings.key))
 
     def caller_for(self, identity: Identity | None) -> Caller:
         """Who a call acts as: the caller's own key over the same connection pool when it brought one, else the
@@ -94,7 +172,7 @@ class AppState:
             return Caller(fal=self.fal.with_key(identity.key), partition=partition_of(identity.key))
         if identity is not None and identity.partition is not None:
             return Caller(fal=self.fal, partition=identity.partition, confined=True)
-        return Caller(fal=self.fal, partition=partition_of(self.settings.key))
+        return self._own_caller  # the same on every call: hashed once
 
 
 @dataclass

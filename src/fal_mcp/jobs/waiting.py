@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.endpoint import EndpointId
 from fal_mcp.fal.errors import FalAPIError, FalError, FalRequestFailed
 from fal_mcp.fal.queue_status import IN_PROGRESS, IN_QUEUE, QueueStatus
+
+if TYPE_CHECKING:
+    from fal_mcp.fal.client import FalClient
 
 logger = logging.getLogger(__name__)
 

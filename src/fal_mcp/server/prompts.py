@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, Prompt
 from mcp.shared.exceptions import MCPError
@@ -100,6 +99,6 @@ class FalPrompt(Prompt):
         return await super().render(arguments, context)
 
 
-def register_prompts(server: MCPServer[Any]) -> None:
-    for fn, name, title in PROMPTS:
-        server.add_prompt(FalPrompt.from_function(fn, name=name, title=title))
+def built_prompts() -> list[Prompt]:
+    """The prompts, built (the server registers them from `server.listing`, and builds each on first use)."""
+    return [FalPrompt.from_function(fn, name=name, title=title) for fn, name, title in PROMPTS]

@@ -24,8 +24,6 @@ from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.queue import operations
 from fal_mcp.server.tools.spec import ToolSpec
 
-REQUEST_URI = "fal://requests/{request_id}"
-
 StateFilter = Literal["active", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN"]
 
 
@@ -97,7 +95,8 @@ async def list_requests(
 
 
 async def request_resource(request_id: str, ctx: Context[Any, Any]) -> str:
-    """One request from the history, as JSON: endpoint, state, error, media URLs, input summary."""
+    """`fal://requests/{request_id}`: one request from the history, as JSON: endpoint, state, error, media URLs,
+    input summary (registered by `server.build`)."""
     ops = operations(ctx)
     try:
         record = await ops.record(request_id)

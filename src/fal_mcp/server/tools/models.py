@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
@@ -29,7 +28,6 @@ from fal_mcp.server.tools.arguments import AppArg, EndpointArg, OwnerArg, Varian
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.spec import SEGMENTS, ToolSpec
 
-SCHEMA_RESOURCE = "fal://models/{+endpoint_id}/schema"
 MAX_LINE = 160
 
 
@@ -162,23 +160,15 @@ async def get_model_schema(
     return success(headline, result, sandbox=state.settings.sandbox)
 
 
-def register_model_resources(server: MCPServer[Any]) -> None:
-    """`fal://models/{endpoint_id}/schema`: the same answer as get-model-schema, for clients that read resources."""
-
-    @server.resource(
-        SCHEMA_RESOURCE,
-        name="model-schema",
-        title="fal model schema",
-        description="Input fields, output fields and price of one fal endpoint, e.g. fal://models/fal-ai/flux/schnell/schema",
-        mime_type="application/json",
-    )
-    async def model_schema(endpoint_id: str, ctx: Context[Any, Any]) -> str:  # pyright: ignore[reportUnusedFunction]
-        try:
-            endpoint = EndpointId.parse(endpoint_id)
-            result = await describe_model(app_state(ctx), ctx, endpoint)
-        except (InvalidIdError, ToolFailure, FalError) as error:
-            raise ResourceError(explain(error, action="model schema", endpoint=endpoint_id)) from error
-        return json.dumps(result.structured(), ensure_ascii=False, separators=(",", ":"))
+async def model_schema_resource(endpoint_id: str, ctx: Context[Any, Any]) -> str:
+    """`fal://models/{endpoint_id}/schema`: the same answer as get-model-schema, for clients that read resources
+    (registered by `server.build`)."""
+    try:
+        endpoint = EndpointId.parse(endpoint_id)
+        result = await describe_model(app_state(ctx), ctx, endpoint)
+    except (InvalidIdError, ToolFailure, FalError) as error:
+        raise ResourceError(explain(error, action="model schema", endpoint=endpoint_id)) from error
+    return json.dumps(result.structured(), ensure_ascii=False, separators=(",", ":"))
 
 
 MODEL_TOOLS = (
