@@ -17,8 +17,9 @@ import pytest
 from anyio.abc import SocketStream
 from pydantic import SecretStr
 
+from fal_mcp.settings import Settings
 from fal_mcp.web.oauth import fetch
-from fal_mcp.web.oauth.fetch import ProviderError, fetch_json
+from fal_mcp.web.oauth.fetch import ProviderClient, ProviderError
 from fal_mcp.web.oauth.issuer import MAX_AGE_S, REFETCH_S, KeySet, ProviderUnavailable, discover, discovery_urls
 from fal_mcp.web.oauth.tokens import InvalidToken, TokenChecker
 from tests.oidc_provider import SigningKey
@@ -235,11 +236,31 @@ async def test_reading_the_provider_is_bounded_and_carries_no_credential(
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, handle)
         started = time.monotonic()
+        provider = ProviderClient(Settings(_env_file=None))  # pyright: ignore[reportCallIssue]
         with pytest.raises(ProviderError, match=says):
-            await fetch_json(f"{url}/.well-known/openid-configuration")
+            await provider.json(f"{url}/.well-known/openid-configuration")
+        await provider.aclose()
         elapsed = time.monotonic() - started
         tasks.cancel_scope.cancel()
     await listener.aclose()
     assert elapsed < 3
     request = seen[0].lower()
     assert b"authorization:" not in request and b"cookie:" not in request and b"never-sent" not in request
+
+
+async def test_the_provider_is_read_through_the_environments_proxy_like_fal() -> None:
+    """The same network rules as fal's calls (`fal.network`): a company proxy is honoured for the provider too."""
+    seen: list[bytes] = []
+    proxy, (listener, handle) = await serve_once(
+        lambda _r: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", seen
+    )
+    settings = Settings(_env_file=None, http_proxy=proxy)  # pyright: ignore[reportCallIssue]
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, handle)
+        provider = ProviderClient(settings)
+        with pytest.raises(ProviderError, match="HTTP 404"):
+            await provider.json("http://127.0.0.1:9/.well-known/openid-configuration")
+        await provider.aclose()
+        tasks.cancel_scope.cancel()
+    await listener.aclose()
+    assert seen[0].startswith(b"GET http://127.0.0.1:9/.well-known/openid-configuration HTTP/1.1")

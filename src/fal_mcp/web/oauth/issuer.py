@@ -28,7 +28,7 @@ import anyio
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
-from fal_mcp.web.oauth.fetch import ProviderError, fetch_json, url_problem
+from fal_mcp.web.oauth.fetch import ProviderError, url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def discovery_urls(issuer: str) -> list[str]:
     return urls
 
 
-async def discover(issuer: str, fetch: Fetch = fetch_json) -> IssuerMetadata:
+async def discover(issuer: str, fetch: Fetch) -> IssuerMetadata:
     """The issuer's metadata, from the first discovery address that has it; `ProviderError` if none does."""
     failures: list[str] = []
     for url in discovery_urls(issuer):
@@ -124,7 +124,7 @@ def _fits(jwk: Mapping[str, Any], alg: str) -> bool:
 class KeySet:
     """The provider's metadata and signing keys, read when needed and no more often than the rules above."""
 
-    def __init__(self, issuer: str, *, fetch: Fetch = fetch_json, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, issuer: str, *, fetch: Fetch, clock: Callable[[], float] = time.monotonic) -> None:
         self.configured_issuer = issuer
         self._fetch = fetch
         self._clock = clock

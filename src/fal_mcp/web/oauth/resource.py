@@ -27,7 +27,7 @@ from fal_mcp.jobs.state import Identity
 from fal_mcp.logs import redactor
 from fal_mcp.settings import Settings
 from fal_mcp.web.auth import Denied
-from fal_mcp.web.oauth.fetch import url_problem
+from fal_mcp.web.oauth.fetch import ProviderClient, url_problem
 from fal_mcp.web.oauth.issuer import REFETCH_S, KeySet, ProviderUnavailable
 from fal_mcp.web.oauth.tokens import InvalidToken, TokenChecker
 from fal_mcp.web.serving import MCP_PATH
@@ -89,7 +89,7 @@ def _quoted(text: str) -> str:
 class ResourceServer:
     """Everything `--auth oauth` adds to the HTTP app."""
 
-    def __init__(self, settings: Settings, *, keys: KeySet | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         assert settings.oauth_issuer is not None and settings.public_url is not None  # `startup_problem` said so
         self.resource = resource_of(settings)
         parts = urlsplit(self.resource)
@@ -97,13 +97,18 @@ class ResourceServer:
         self.metadata_paths = frozenset({METADATA_PATH, METADATA_PATH + parts.path})
         self.audience = (settings.oauth_audience or "").strip() or self.resource
         self.scopes = required_scopes(settings)
-        self.keys = keys if keys is not None else KeySet(settings.oauth_issuer)
+        self.provider = ProviderClient(settings)
+        self.keys = KeySet(settings.oauth_issuer, fetch=self.provider.json)
         client = None
         if settings.oauth_client_id is not None and settings.oauth_client_secret is not None:
             client = (settings.oauth_client_id, settings.oauth_client_secret)
             redactor.add(settings.oauth_client_secret.get_secret_value())
         self.checker = TokenChecker(
-            self.keys, audience=self.audience, user_claim=settings.oauth_user_claim, introspection_client=client
+            self.keys,
+            audience=self.audience,
+            user_claim=settings.oauth_user_claim,
+            introspection_client=client,
+            provider=self.provider,
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -178,8 +183,13 @@ class ResourceServer:
         )
 
     async def keep_keys_fresh(self) -> None:
-        """Runs for the life of the server: read the keys at start, then again whenever they are due."""
-        while True:
-            if self.keys.due():
-                await self.keys.refresh()
-            await anyio.sleep(REFETCH_S)
+        """Runs for the life of the server: read the keys at start, then again whenever they are due; closes the
+        provider's connections when it is cancelled (the server stopping)."""
+        try:
+            while True:
+                if self.keys.due():
+                    await self.keys.refresh()
+                await anyio.sleep(REFETCH_S)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.provider.aclose()

@@ -39,7 +39,7 @@ from jwt.exceptions import (
 )
 from pydantic import SecretStr
 
-from fal_mcp.web.oauth.fetch import ProviderError, fetch_json
+from fal_mcp.web.oauth.fetch import ProviderClient, ProviderError
 from fal_mcp.web.oauth.issuer import ALGORITHMS, KeySet, ProviderUnavailable, UnknownKey
 
 LEEWAY_S = 30.0
@@ -93,13 +93,16 @@ class TokenChecker:
         audience: str,
         user_claim: str = "sub",
         introspection_client: tuple[str, SecretStr] | None = None,
+        provider: ProviderClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`provider` reads the introspection endpoint; it is needed with an `introspection_client`."""
         self.keys = keys
         self.audience = audience
         self.user_claim = user_claim
         self._audiences = list(dict.fromkeys((audience, audience.rstrip("/"), audience.rstrip("/") + "/")))
         self._introspection_client = introspection_client
+        self._provider = provider
         self._introspecting = anyio.CapacityLimiter(INTROSPECTIONS_AT_ONCE)
         self._clock = clock
         self._valid: OrderedDict[bytes, Grant] = OrderedDict()
@@ -186,11 +189,11 @@ class TokenChecker:
         await self.keys.ensure_loaded()
         metadata = self.keys.metadata
         assert metadata is not None  # read before the keys
-        if metadata.introspection_endpoint is None:
+        if metadata.introspection_endpoint is None or self._provider is None:
             raise InvalidToken("the access token is not a JWT, and the identity provider offers no introspection")
         try:
             async with self._introspecting:
-                answer = await fetch_json(
+                answer = await self._provider.json(
                     metadata.introspection_endpoint,
                     form={"token": token, "token_type_hint": "access_token"},
                     client_auth=(client_id, secret.get_secret_value()),
