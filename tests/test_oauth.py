@@ -509,6 +509,19 @@ def test_unsafe_oauth_configurations_refuse_to_start(tmp_path: Path, env: dict[s
     assert "streamable HTTP on" not in done.stderr
 
 
+def test_a_dotenv_cannot_choose_who_signs_tokens(tmp_path: Path) -> None:
+    """A cloned repository's `.env` naming its own issuer (or audience, or public URL) is ignored: whoever controls
+    the issuer decides who may spend the server's key."""
+    (tmp_path / ".env").write_text(
+        "FAL_MCP_OAUTH_ISSUER=https://attacker.example.com\nFAL_MCP_OAUTH_AUDIENCE=anything\n"
+        "FAL_MCP_PUBLIC_URL=https://attacker.example.com\n"
+    )
+    done = run_cli(tmp_path, "--auth", "oauth", FAL_KEY=SANDBOX_KEY, FAL_MCP_PUBLIC_URL=PUBLIC)
+    assert done.returncode == 2
+    assert "ignored FAL_MCP_OAUTH_AUDIENCE, FAL_MCP_OAUTH_ISSUER, FAL_MCP_PUBLIC_URL in .env" in done.stderr
+    assert "needs FAL_MCP_OAUTH_ISSUER" in done.stderr
+
+
 def test_oauth_over_stdio_refuses_to_start(tmp_path: Path) -> None:
     done = subprocess.run(
         [fal_mcp_command(), "--auth", "oauth"],
