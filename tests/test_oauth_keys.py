@@ -264,3 +264,18 @@ async def test_the_provider_is_read_through_the_environments_proxy_like_fal() ->
         tasks.cancel_scope.cancel()
     await listener.aclose()
     assert seen[0].startswith(b"GET http://127.0.0.1:9/.well-known/openid-configuration HTTP/1.1")
+
+
+def test_the_public_urls_host_and_origin_are_this_servers() -> None:
+    """Behind a proxy clients send the public name as `Host` (and, from a browser, its origin): no need to list it
+    again in FAL_MCP_ALLOWED_HOSTS; any other name is still refused (DNS rebinding)."""
+    from fal_mcp.web.app import screen
+    from fal_mcp.web.serving import transport_security
+
+    security = transport_security(Settings(_env_file=None, public_url="https://mcp.example.com"))  # pyright: ignore[reportCallIssue]
+    assert screen({"host": "mcp.example.com"}, security) is None
+    assert screen({"host": "mcp.example.com:443", "origin": "https://mcp.example.com"}, security) is None
+    refused = screen({"host": "evil.example.com"}, security)
+    assert refused is not None and refused.status_code == 421
+    cross_site = screen({"host": "mcp.example.com", "origin": "https://evil.example.com"}, security)
+    assert cross_site is not None and cross_site.status_code == 403
