@@ -37,6 +37,7 @@ it outlives restarts and is shared by every process on the file.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -294,6 +295,9 @@ class History:
         self._written: OrderedDict[tuple[str, str], tuple[str, str | None, str | None]] = OrderedDict()
         self._stop = threading.Event()
         self._upkeep: threading.Thread | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._behind: concurrent.futures.Future[None] | None = None
+        """The last write `observe_soon` queued; every later statement waits for it first."""
         if path is not None:
             self._db = self._connect(path)
         if self._db is not None and background:
@@ -330,6 +334,9 @@ class History:
         return cls(state_dir / FILE_NAME if state_dir is not None else None, retention)
 
     def close(self) -> None:
+        if self._writer is not None:  # writes queued by `observe_soon` land before the file closes
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self._stop.set()
         if self._upkeep is not None and self._upkeep is not threading.current_thread():
             self._upkeep.join(timeout=10)
@@ -349,6 +356,9 @@ class History:
             return default
 
     def _locked(self, work: Callable[[sqlite3.Connection], _T], default: _T) -> _T:
+        behind = self._behind
+        if behind is not None:
+            behind.result()  # a queued write first: a read right after a reply sees what the reply said
         with self._lock:
             if self._db is None:
                 return default
@@ -470,19 +480,42 @@ class History:
         urls = json.dumps(media_urls(output)) if output is not None else None
 
         def update(db: sqlite3.Connection) -> bool:
-            db.execute(
-                "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
-                " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
-                " WHERE partition = ? AND request_id = ?",
-                (state, now, error, error_type, urls, partition, request_id),
-            )
+            _set_state(db, key, state, now, error=error, error_type=error_type, urls=urls)
             return True
 
         if await self._run(update, False):
-            self._written[key] = seen
-            self._written.move_to_end(key)
-            if len(self._written) > MAX_UNCHANGED_TRACKED:
-                self._written.popitem(last=False)
+            self._wrote(key, seen)
+
+    def _wrote(self, key: tuple[str, str], seen: tuple[str, str | None, str | None]) -> None:
+        self._written[key] = seen
+        self._written.move_to_end(key)
+        if len(self._written) > MAX_UNCHANGED_TRACKED:
+            self._written.popitem(last=False)
+
+    def observe_soon(self, partition: str, request_id: str, state: str, *, output: Any = None) -> None:
+        """`observe` without waiting for the write (for a completion, whose reply need not wait for the disk).
+
+        The write runs on the history's own writer thread, in order; every later statement of this history waits
+        for it first, and closing the history waits for it. A process killed in between loses only this state
+        change: the request's row, with its id, was written when it was submitted.
+        """
+        if self._db is None:
+            return
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fal-mcp-history")
+        key = (partition, request_id)
+        self._wrote(key, (state, None, None))
+
+        def write() -> None:
+            urls = json.dumps(media_urls(output)) if output is not None else None
+            try:
+                with self._lock:
+                    if self._db is not None:
+                        _set_state(self._db, key, state, time.time(), urls=urls)
+            except sqlite3.Error as exc:
+                logger.warning("request history: %s", exc)
+
+        self._behind = self._writer.submit(write)
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -593,6 +626,26 @@ _COST_COLUMNS = ("estimated_cost_usd", "actual_cost_usd", "charge_checked_at")
 
 
 # -- the SQL, kept to plain statements (each one index range) -------------------------------------------------
+
+
+def _set_state(
+    db: sqlite3.Connection,
+    key: tuple[str, str],
+    state: str,
+    now: float,
+    *,
+    error: str | None = None,
+    error_type: str | None = None,
+    urls: str | None = None,
+) -> None:
+    """A known request's new state; an error, error type or media list only replaces the old one when given."""
+    partition, request_id = key
+    db.execute(
+        "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error),"
+        " error_type = COALESCE(?, error_type), media_urls = COALESCE(?, media_urls)"
+        " WHERE partition = ? AND request_id = ?",
+        (state, now, error, error_type, urls, partition, request_id),
+    )
 
 
 def listing_queries(

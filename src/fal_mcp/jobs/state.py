@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fal_mcp.jobs.cost.limits import Budget, CostLimits
     from fal_mcp.jobs.guards import Guards
     from fal_mcp.jobs.history import History
+    from fal_mcp.media.previews import PreviewCache
 
 IDENTITY_SCOPE_KEY = "fal_mcp.identity"
 """Where the HTTP gate leaves the `Identity` it accepted, in the ASGI scope of each request."""
@@ -147,6 +148,13 @@ class AppState:
         from fal_mcp.fal.storage import FalStorage
 
         return FalStorage()
+
+    @cached_property
+    def previews(self) -> PreviewCache:
+        """Previews of output images already made (a `get-result` of a finished request reuses them)."""
+        from fal_mcp.media.previews import PreviewCache
+
+        return PreviewCache()
 
     def opened(self, part: str) -> bool:
         """Whether `part` ("fal", "history", ...) has been made yet."""

@@ -308,6 +308,7 @@ class FakeFal:
             self.jobs[request_id] = job
             while len(self.jobs) > self.max_jobs:  # the oldest goes first, as fal expires old requests
                 del self.jobs[next(iter(self.jobs))]
+        self._spawn(asyncio.to_thread(job.prepare))  # the output exists before the job reports completion
         if job.sync:
             return await self._run(job, request)
         if job.webhook_url:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,14 @@ from mcp.types import ContentBlock, ImageContent, ResourceLink
 
 from fal_mcp.jobs.state import AppState
 from fal_mcp.media.fetch import FetchRefused, fetch_media, inline_bytes
-from fal_mcp.media.previews import Preview, PreviewFailed, make_preview
+from fal_mcp.media.previews import Preview, PreviewFailed, make_preview_bounded, source_key
 from fal_mcp.media.refs import MediaRef, find_media
 from fal_mcp.server.replies import counted
 
 logger = logging.getLogger(__name__)
+
+INLINE_DIGEST_IN_THREAD = 64 * 1024
+"""Inline data longer than this is hashed (for the preview cache) in a worker thread, off the event loop."""
 
 
 @dataclass
@@ -51,34 +54,59 @@ def _link(ref: MediaRef, number: int) -> ResourceLink:
 
 
 class _Previewer:
-    def __init__(self, state: AppState) -> None:
+    """Makes the previews of one result: cached ones at once, the others fetched in parallel, decoded bounded."""
+
+    def __init__(self, state: AppState, request_id: str | None) -> None:
         self._state = state
+        self._request_id = request_id
         settings = state.settings
         self._max_source = int(settings.preview_fetch_max_mb * 1_000_000)
         self._edge = settings.preview_edge_px
         self._max_bytes = settings.preview_max_kb * 1000
 
-    async def source(self, ref: MediaRef) -> bytes:
-        if ref.inline:
-            return inline_bytes(ref.url, self._max_source)
+    async def preview(self, ref: MediaRef) -> Preview:
+        cache = self._state.previews
+        key = await self._key(ref)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        load = self._inline(ref.url) if ref.inline else await self._fetched(ref.url)
+        made = await make_preview_bounded(load, edge_px=self._edge, max_bytes=self._max_bytes)
+        cache.put(key, made)
+        return made
+
+    async def _key(self, ref: MediaRef) -> str:
+        """A URL is its own key; inline data is keyed by its place in the request's output (a request's output never
+        changes), or, with no request id, by a digest of the data (hashing megabytes happens off the event loop)."""
+        if not ref.inline:
+            return source_key(ref.url)
+        if self._request_id:
+            return f"request {self._request_id} {ref.where}"
+        if len(ref.url) > INLINE_DIGEST_IN_THREAD:
+            return await anyio.to_thread.run_sync(source_key, ref.url)
+        return source_key(ref.url)
+
+    def _inline(self, uri: str) -> Callable[[], bytes]:
+        """Decoding base64 takes milliseconds per megabyte: it happens in the decoding thread, not here."""
+        return lambda: inline_bytes(uri, self._max_source)
+
+    async def _fetched(self, url: str) -> Callable[[], bytes]:
         fal = self._state.fal
-        settings = self._state.settings
         fetched = await fetch_media(
             fal.public_http,
-            ref.url,
+            url,
             fal_urls=fal.urls,
             max_bytes=self._max_source,
-            timeout_s=settings.preview_timeout_s,
+            timeout_s=self._state.settings.preview_timeout_s,
         )
-        return fetched.data
-
-    async def preview(self, ref: MediaRef) -> Preview:
-        data = await self.source(ref)
-        return await anyio.to_thread.run_sync(lambda: make_preview(data, edge_px=self._edge, max_bytes=self._max_bytes))
+        return lambda: fetched.data
 
 
-async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
-    """Previews of the output's images (when asked and allowed) and links to all its media files."""
+async def show_media(state: AppState, output: Any, *, previews: bool, request_id: str | None = None) -> Shown:
+    """Previews of the output's images (when asked and allowed) and links to all its media files.
+
+    `request_id` names whose output this is, so a later look at the same request reuses its previews.
+    """
     refs = find_media(output)
     shown = Shown()
     if not refs:
@@ -87,7 +115,7 @@ async def show_media(state: AppState, output: Any, *, previews: bool) -> Shown:
     images = [ref for ref in refs if ref.kind == "image"]
     wanted = images[: settings.preview_count] if previews and settings.previews else []
     outcomes: list[Preview | str] = ["not made"] * len(wanted)
-    previewer = _Previewer(state)
+    previewer = _Previewer(state, request_id)
 
     async def make(index: int, ref: MediaRef) -> None:
         try:

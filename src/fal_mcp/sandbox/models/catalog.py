@@ -89,7 +89,7 @@ def _prompt() -> Field:
 
 
 def default_models() -> tuple[Model, ...]:
-    """The eight sandbox models; a fresh tuple each call."""
+    """The nine sandbox models; a fresh tuple each call."""
     fast_image = Model(
         name="fast-image",
         endpoint_ids=("fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/fast-sdxl"),
@@ -154,6 +154,22 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox model that returns its picture inline as a large base64 data URI instead of a URL.",
         unit_price=0.002,
         unit="request",
+        output_schema=outputs.INLINE_IMAGES_OUTPUT,
+    )
+    huge_image = Model(
+        name="huge-image",
+        endpoint_ids=("fal-ai/sandbox/huge-image",),
+        queue_s=0.02,
+        run_s=0.05,
+        fields=(
+            _prompt(),
+            Field("side", "int", default=8000, ge=64, le=16384, description="Width and height of each picture."),
+            Field("num_images", "int", default=1, ge=1, le=4, description="The number of pictures."),
+        ),
+        generate=outputs.huge_images,
+        display_name="Huge inline image (sandbox)",
+        description="Sandbox model that returns huge pictures (8000x8000 by default) inline, a few hundred KB each.",
+        unit_price=0.0,
         output_schema=outputs.INLINE_IMAGES_OUTPUT,
     )
     slow_video = Model(
@@ -238,4 +254,4 @@ def default_models() -> tuple[Model, ...]:
         description="Sandbox language model that quotes your prompt back.",
         output_schema=outputs.TEXT_OUTPUT,
     )
-    return fast_image, image_to_image, inline_image, slow_video, audio, always_fails, echo, text
+    return fast_image, image_to_image, inline_image, huge_image, slow_video, audio, always_fails, echo, text

@@ -1,22 +1,25 @@
 """What the sandbox models produce: output JSON shaped like the real models', media files, log lines.
 
-Everything here is deterministic in (request id, cleaned input), so a test can predict it, and lazy:
-nothing is rendered until a job completes and somebody looks at it.
+Everything here is deterministic in (request id, cleaned input), so a test can predict it. A job makes its
+output while it runs (`Job.prepare`), so a finished job reports at once: what a client measures after the
+completion is its own time, not the fake's picture-making.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import random
+import struct
 import wave
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fal_mcp.sandbox.models.inputs import Json, JsonObject
-from fal_mcp.sandbox.models.png import encode_png, picture
+from fal_mcp.sandbox.models.png import encode_png, picture, png_file
 
 # Picture sizes per `image_size`; tiny on purpose but with the real aspect ratios.
 IMAGE_SIZES: Mapping[str, tuple[int, int]] = {
@@ -224,6 +227,61 @@ def inline_image(job: Generation) -> Generated:
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     entry: JsonObject = {"url": uri, "width": side, "height": side, "content_type": "image/png", "file_size": len(data)}
     return Generated({"images": [entry], "prompt": _text(job.input, "prompt", "")})
+
+
+def huge_images(job: Generation) -> Generated:
+    """`num_images` inline PNGs of `side` x `side` RGBA pixels that compress to a few hundred KB each.
+
+    Small as output, enormous once decoded (8,000 x 8,000 RGBA is 256 MB): what a preview must not blow up on.
+    """
+    side = _integer(job.input, "side", 8000)
+    entries: list[Json] = []
+    for index in range(_integer(job.input, "num_images", 1)):
+        data = _huge_png(side, index)
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        entries.append({"url": uri, "width": side, "height": side, "content_type": "image/png", "file_size": len(data)})
+    return Generated({"images": entries, "prompt": _text(job.input, "prompt", "")})
+
+
+@functools.lru_cache(maxsize=8)
+def _huge_png(side: int, index: int) -> bytes:
+    """A horizontal gradient in a colour of its own per `index`: one row, then every row "same as above".
+
+    Deflating hundreds of megabytes takes a second, so the identical part (the rows after the first) is
+    deflated once per size and shared: each picture's first row is deflated alone and fully flushed, which
+    lets the shared rest follow it in one valid stream.
+    """
+    tint = _colour_of(index)
+    first = b"\x00" + bytes(
+        channel for x in range(side) for channel in (x * 255 // side, tint[1], tint[2], 255 - tint[0] // 2)
+    )
+    head = zlib.compressobj(9, zlib.DEFLATED, -15)
+    lead = head.compress(first) + head.flush(zlib.Z_FULL_FLUSH)
+    rest, rest_checksum_of = _same_as_above(side)
+    checksum = rest_checksum_of(zlib.adler32(first))
+    stream = b"\x78\xda" + lead + rest + struct.pack(">I", checksum)
+    return png_file(side, side, colour_type=6, idat=stream)
+
+
+@functools.lru_cache(maxsize=2)
+def _same_as_above(side: int) -> tuple[bytes, Callable[[int], int]]:
+    """The raw deflate of `side - 1` rows of filter 2 ("up") and zero differences, and how to extend a checksum."""
+    row = b"\x02" + bytes(side * 4)
+    body = zlib.compressobj(9, zlib.DEFLATED, -15)
+    parts = [body.compress(row) for _ in range(side - 1)]
+    parts.append(body.flush())
+
+    def extended(checksum: int) -> int:
+        for _ in range(side - 1):
+            checksum = zlib.adler32(row, checksum)
+        return checksum
+
+    return b"".join(parts), extended
+
+
+def _colour_of(index: int) -> tuple[int, int, int]:
+    mixed = ((index + 1) * 2654435761) & 0xFFFFFF
+    return (mixed >> 16) & 0xFF, (mixed >> 8) & 0xFF, mixed & 0xFF
 
 
 # -- what the outputs look like, as the platform API's OpenAPI documents describe them ----------------------

@@ -19,8 +19,13 @@ def encode_png(width: int, height: int, rgb: bytes, *, level: int = 9) -> bytes:
     stride = width * 3
     # Every scanline starts with its filter type; 0 = none.
     raw = b"".join(b"\x00" + rgb[row * stride : (row + 1) * stride] for row in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
+    return png_file(width, height, colour_type=2, idat=zlib.compress(raw, level))
+
+
+def png_file(width: int, height: int, *, colour_type: int, idat: bytes) -> bytes:
+    """A PNG file of 8-bit samples around an already deflated image stream (2: RGB, 6: RGBA)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def picture(width: int, height: int, seed: int) -> bytes:

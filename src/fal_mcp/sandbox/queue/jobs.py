@@ -18,7 +18,7 @@ from typing import Literal
 
 from fal_mcp.sandbox.models.catalog import Model
 from fal_mcp.sandbox.models.inputs import Json, JsonObject
-from fal_mcp.sandbox.models.outputs import Generation, MediaFile, PlannedLog
+from fal_mcp.sandbox.models.outputs import Generated, Generation, MediaFile, PlannedLog
 from fal_mcp.sandbox.routing import base_app_id
 
 Phase = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
@@ -94,7 +94,9 @@ class Job:
         self._planned: tuple[PlannedLog, ...] = () if self.problems else self.model.plan_logs(self.cleaned_input)
         self._stop: tuple[float, str, str] | None = None
         self._outcome: Outcome | None = None
+        self._generated: Generated | None = None
         self._lock = threading.Lock()
+        self._making = threading.Lock()
 
     # -- timeline ---------------------------------------------------------------------------------
 
@@ -162,8 +164,30 @@ class Job:
 
     # -- results ----------------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Make the model's output now, while the job runs (the app calls this in a worker thread at submit).
+
+        A real runner has its output when it reports completion; so must the fake, or whoever measures the time
+        from completion to output would be timing the fake's picture-making.
+        """
+        if self.problems or self.model.crash is not None or self.started_at is None:
+            return
+        with self._making:
+            if self._generated is None:
+                generation = Generation(self.request_id, self.cleaned_input, f"{self.origin}/cdn", self._inference_time)
+                self._generated = self.model.generate(generation)
+
+    @property
+    def prepared(self) -> bool:
+        """Whether the model's output exists already (it is made while the job runs)."""
+        return self._generated is not None
+
+    @property
+    def _inference_time(self) -> float:
+        return round(self.run_s, 6)
+
     def outcome(self) -> Outcome | None:
-        """How the job ended, or None while it is not COMPLETED. Media is rendered on first call."""
+        """How the job ended, or None while it is not COMPLETED (its output was made by `prepare`, or is now)."""
         if self.clock() < self.end:
             return None
         with self._lock:
@@ -182,10 +206,10 @@ class Job:
         crash = self.model.crash
         if crash is not None:
             return _failure(crash.status_code, crash.message, crash.error_type)
-        inference_time = round(self.run_s, 6)
-        generation = Generation(self.request_id, self.cleaned_input, f"{self.origin}/cdn", inference_time)
-        generated = self.model.generate(generation)
-        return Outcome(200, generated.output, metrics={"inference_time": inference_time}, files=generated.files)
+        self.prepare()
+        generated = self._generated
+        assert generated is not None
+        return Outcome(200, generated.output, metrics={"inference_time": self._inference_time}, files=generated.files)
 
     @property
     def error(self) -> str | None:

@@ -118,7 +118,7 @@ async def _reply(
             f" Its output is nested more than {STRUCTURED_MAX_DEPTH} levels deep, more than structured content may "
             "carry: it follows as JSON text."
         )
-    shown = await show_media(ops.state, output, previews=previews)
+    shown = await show_media(ops.state, output, previews=previews, request_id=result.request_id)
     reply = success(headline + shown.note, result, sandbox=settings.sandbox, text_limit=settings.text_max_chars)
     reply.content += shown.blocks
     if too_deep:
