@@ -8,9 +8,10 @@
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
-- history      list-requests for every filter at 1,000,000 history rows, and while pruning  (history.py)
+- history      list-requests for every filter at 1,000,000 SQLite rows, at 100,000 on both backends (history.py)
 - attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
 - oauth        the per-call cost of checking an access token, against --auth token          (oauth.py)
+- replicas     two replicas on one PostgreSQL database, 50 clients crossing between them     (replicas.py)
 - context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
 Writes `bench/results/all.json` (or `DIR/all.json`): the machine, every report, its samples. `--chart` also
@@ -39,6 +40,7 @@ import long_jobs
 import memory
 import oauth
 import overhead
+import replicas
 import requests_per_job
 import rig
 import throughput
@@ -53,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "history": history.run,
     "attacks": attacks.run,
     "oauth": oauth.run,
+    "replicas": replicas.run,
     "context": context_cost.run,
 }
 CHART = rig.BENCH.parent / "docs" / "benchmarks.png"

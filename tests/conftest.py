@@ -10,6 +10,7 @@ import pytest
 
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.settings import Settings
+from tests.postgres import Cluster, running_cluster
 
 OTHER_KEY = "other-key-id:other-key-secret-0123456789"
 """A second valid sandbox key, for tests about two callers."""
@@ -23,10 +24,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One request history for the whole session (every test's requests land in it, as in real use), set before
-    any server starts, so no test ever writes into the developer's own state directory."""
+    """A store for the module's long-lived servers, set before any server starts, so no test ever writes into the
+    developer's own state directory."""
     path = str(tmp_path_factory.mktemp("state"))
     previous = os.environ.get("FAL_MCP_STATE_DIR")
     os.environ["FAL_MCP_STATE_DIR"] = path
@@ -38,13 +39,15 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: str) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A developer's own FAL_KEY or FAL_MCP_* settings must never reach a test (or a fake), nor the machine's proxy
-    and CA variables (the fal client honours them; the tests that need them set their own)."""
+    and CA variables (the fal client honours them; the tests that need them set their own). Each test's own servers
+    get a store of their own: the guards' counts live in the store, and one test's runs must not spend another's
+    submits per minute (a module's long-lived servers keep the module's store)."""
     for name in list(os.environ):
         if name.startswith(("FAL_", "FAL_MCP_")) or name.upper() in NETWORK_VARIABLES:
             monkeypatch.delenv(name)
-    monkeypatch.setenv("FAL_MCP_STATE_DIR", state_dir)
+    monkeypatch.setenv("FAL_MCP_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     yield
 
 
@@ -95,3 +98,20 @@ def env_for(sandbox: SandboxServer, *, key: str | None = SANDBOX_KEY, **extra: s
     if key is not None:
         env["FAL_KEY"] = key
     return env
+
+
+# -- a real PostgreSQL server for the whole session (tests/postgres.py) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with running_cluster() as found:
+        if isinstance(found, str):
+            pytest.skip(found)
+        yield found
+
+
+@pytest.fixture(scope="module")
+def database_url(cluster: Cluster) -> str:
+    """A fresh PostgreSQL database for one test module."""
+    return cluster.url(cluster.create_database())

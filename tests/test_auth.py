@@ -227,7 +227,12 @@ def test_allow_unauthenticated_serves_every_address_and_says_it_has_no_key(tmp_p
         server.stop()
     assert alive.status_code == 200 and alive.json()["status"] == "ok"
     assert ready.status_code == 503  # no FAL_KEY: not ready, and it says which check failed
-    assert ready.json()["checks"] == {"pool_open": True, "key_configured": False, "accepting_calls": True}
+    assert ready.json()["checks"] == {
+        "pool_open": True,
+        "key_configured": False,
+        "store_reachable": True,
+        "accepting_calls": True,
+    }
 
 
 # -- Host and Origin ------------------------------------------------------------------------------------------

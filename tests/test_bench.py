@@ -23,6 +23,7 @@ EVERY_BENCHMARK = {
     "history",
     "attacks",
     "oauth",
+    "replicas",
     "context",
 }
 

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from mcp.types import CallToolResult, ImageContent
 
-from fal_mcp.jobs.history import FILE_NAME, History
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer, default_models
+from fal_mcp.store.history import History
+from fal_mcp.store.records import FILE_NAME
 from tests.harness import connect
 from tests.test_tools import structured, text_of
 

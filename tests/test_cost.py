@@ -18,10 +18,12 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
-from fal_mcp.jobs.history import FILE_NAME, SCHEMA_VERSION, History
 from fal_mcp.logs import redactor
 from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
+from fal_mcp.store.history import History
+from fal_mcp.store.migrations import SCHEMA_VERSION
+from fal_mcp.store.records import FILE_NAME
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import http_server
 from tests.tasks_client import TasksClient

@@ -68,12 +68,24 @@ def test_compose_runs_two_stateless_replicas_behind_nginx() -> None:
     services = compose["services"]
     replicas = {name: service for name, service in services.items() if service.get("image") == "fal-mcp:local"}
     assert len(replicas) == 2
+    database = services["postgres"]
+    assert database["image"].startswith("postgres:") and "pg_isready" in " ".join(database["healthcheck"]["test"])
+    (volume,) = database["volumes"]  # the shared store outlives `docker compose down && up`
+    assert volume.split(":")[1] == "/var/lib/postgresql/data" and volume.split(":")[0] in compose["volumes"]
+    assert "${POSTGRES_PASSWORD:?" in database["environment"]["POSTGRES_PASSWORD"]  # no default password
     for service in replicas.values():
         env = service["environment"]
         assert service["build"]["context"] == ".." and (COMPOSE.parent / ".." / "Dockerfile").exists()
         assert env["FAL_MCP_STATELESS"] == "true"  # any replica can answer: no sticky sessions
         assert env["FAL_MCP_AUTH"] in ("fal-key", "token") and env["FAL_MCP_ALLOWED_HOSTS"]
         assert "FAL_KEY" not in env
+        assert (
+            env["FAL_MCP_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["FAL_MCP_DATABASE_URL"]
+        )
+        assert env["FAL_MCP_STATE_SECRET"].startswith("${FAL_MCP_STATE_SECRET:?")  # one secret, set by the operator
+        assert env["FAL_MCP_PUBLIC_URL"]
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert len({yaml.safe_dump(s["environment"]) for s in replicas.values()}) == 1  # the replicas agree
     nginx = services["nginx"]
     assert nginx["image"].startswith("nginx:") and "./nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
     assert {name: dep["condition"] for name, dep in nginx["depends_on"].items()} == dict.fromkeys(
@@ -128,12 +140,24 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def replicas(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[HttpServer]]:
+def replicas(
+    sandbox: SandboxServer, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[HttpServer]]:
+    """The compose file's replicas: each its own folder, one PostgreSQL database and one state secret shared."""
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed: the proxied two-replica test needs it (apt install nginx-light)")
-    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_ALLOWED_HOSTS="mcp.example.com")
+    env = env_for(
+        sandbox,
+        key=None,
+        FAL_MCP_AUTH="fal-key",
+        FAL_MCP_ALLOWED_HOSTS="mcp.example.com",
+        FAL_MCP_DATABASE_URL=database_url,
+        FAL_MCP_STATE_SECRET="the-same-secret-on-every-replica-0123456789",
+    )
+    homes = [tmp_path_factory.mktemp(f"replica{i}") for i in (1, 2)]
     servers = [
-        start_http_server(env, tmp_path_factory.mktemp(f"replica{i}"), "--stateless", "--rest", "-v") for i in (1, 2)
+        start_http_server({**env, "FAL_MCP_STATE_DIR": str(home)}, home, "--stateless", "--rest", "-v")
+        for home in homes
     ]
     yield servers
     for server in servers:
@@ -181,13 +205,19 @@ def proxy(replicas: list[HttpServer], tmp_path_factory: pytest.TempPathFactory) 
 async def test_two_replicas_behind_nginx_serve_any_request(
     proxy: str, replicas: list[HttpServer], fake: FakeFal
 ) -> None:
-    """Stateless replicas, round robin, no sticky sessions: MCP and REST calls land on both and all succeed."""
+    """Stateless replicas, round robin, no sticky sessions: MCP and REST calls land on both and all succeed, and
+    whichever replica answers lists every request (they share one database)."""
     async with bearer_client(f"{proxy}/mcp", SANDBOX_KEY, mode="legacy") as client:
+        sent: list[str] = []
         for _ in range(4):
             result = await client.call_tool(
                 "run-model", {"endpoint_id": "fal-ai/flux/schnell", "input": {"prompt": "x"}}
             )
             assert not result.is_error and (result.structured_content or {})["status"] == "COMPLETED"
+            sent.insert(0, (result.structured_content or {})["request_id"])
+        for _ in range(2):  # one listing per replica
+            listed = await client.call_tool("list-requests", {"limit": 4})
+            assert [r["request_id"] for r in (listed.structured_content or {})["requests"]] == sent
     headers = {"Authorization": f"Bearer {OTHER_KEY}", "Host": "mcp.example.com"}
     async with httpx.AsyncClient(base_url=proxy, headers=headers, timeout=20) as http:
         submitted = (await http.post("/v1/models/fal-ai/flux/schnell/requests", json={"prompt": "x"})).json()

@@ -107,16 +107,20 @@ async def test_a_finished_job_stops_counting_at_once_so_every_job_costs_three_re
 
 @pytest.fixture(scope="module")
 def limited(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
-    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_MAX_RUNNING_JOBS="2")
-    server = start_http_server(env, tmp_path_factory.mktemp("limited"))
+    home = tmp_path_factory.mktemp("limited")  # a deployment of its own: its own store, so its own counts
+    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_MAX_RUNNING_JOBS="2", FAL_MCP_STATE_DIR=str(home))
+    server = start_http_server(env, home)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def rate_limited(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
-    env = env_for(sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_SUBMITS_PER_MINUTE="4")
-    server = start_http_server(env, tmp_path_factory.mktemp("rate"), "--rest")
+    home = tmp_path_factory.mktemp("rate")
+    env = env_for(
+        sandbox, key=None, FAL_MCP_AUTH="fal-key", FAL_MCP_SUBMITS_PER_MINUTE="4", FAL_MCP_STATE_DIR=str(home)
+    )
+    server = start_http_server(env, home, "--rest")
     yield server
     server.stop()
 

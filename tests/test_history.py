@@ -19,22 +19,13 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from fal_mcp.jobs.history import (
-    ACTIVE_STATES,
-    FILE_NAME,
-    MAX_RANGES,
-    SCHEMA_VERSION,
-    STALE_SUBMIT_S,
-    History,
-    Retention,
-    listing_queries,
-    media_urls,
-    owner,
-    owner_gone,
-)
 from fal_mcp.jobs.state import partition_of
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, Fault, SandboxServer
 from fal_mcp.server.build import create_server
+from fal_mcp.store.history import MAX_RANGES, STALE_SUBMIT_S, History, listing_queries
+from fal_mcp.store.migrations import SCHEMA_VERSION
+from fal_mcp.store.owners import owner, owner_gone
+from fal_mcp.store.records import ACTIVE_STATES, FILE_NAME, Retention, media_urls
 from tests.conftest import env_for, settings_for
 from tests.harness import connect, start_http_server
 from tests.test_tools import structured
@@ -196,7 +187,7 @@ def test_upkeep_statements_use_the_indexes_too(filled: tuple[History, list[tuple
 
 
 async def test_retention_prunes_by_age_and_count_but_never_a_request_that_may_bill(tmp_path: Path) -> None:
-    history = History(tmp_path / FILE_NAME, Retention(max_age_s=30 * 86400, max_rows=5), background=False)
+    history = History.open(tmp_path, Retention(max_age_s=30 * 86400, max_rows=5))
     now = time.time()
     day = 86400
     rows = [

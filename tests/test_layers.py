@@ -2,7 +2,8 @@
 
 Read from the source (every `import` and `from ... import`, at any depth, type-only ones included), so the picture
 in the README's Architecture section cannot drift from the code. Bottom to top: the process-wide modules
-(`settings`, `logs`, `calls`), `fal/` (fal's HTTP APIs), `media/`, `jobs/`, then the two surfaces, `server/` (MCP)
+(`settings`, `logs`, `calls`), `store/` (what is kept: rows, nothing of fal or MCP) beside `fal/` (fal's HTTP APIs),
+`media/`, `jobs/`, then the two surfaces, `server/` (MCP)
 below `web/` (HTTP, which hosts the MCP server), and `cli` on top. The sandbox is a fake fal: it imports nothing
 of the product, and only `cli` (for `--sandbox`) imports it.
 """
@@ -21,18 +22,19 @@ ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "calls": set(),
     "logs": {"calls"},
+    "store": BASE | {"store"},
     "fal": BASE | {"fal"},
     "media": BASE | {"fal", "media"},
-    "jobs": BASE | {"fal", "media", "jobs"},
-    "server": BASE | {"fal", "media", "jobs", "server"},
-    "web": BASE | {"fal", "media", "jobs", "server", "web"},
-    "cli": BASE | {"fal", "media", "jobs", "server", "web", "sandbox", "cli"},
+    "jobs": BASE | {"store", "fal", "media", "jobs"},
+    "server": BASE | {"store", "fal", "media", "jobs", "server"},
+    "web": BASE | {"store", "fal", "media", "jobs", "server", "web"},
+    "cli": BASE | {"store", "fal", "media", "jobs", "server", "web", "sandbox", "cli"},
     "sandbox": {"sandbox"},
 }
 """Layer -> the layers its modules may import. `__init__`/`__main__` count as `cli`."""
 
 THIRD_PARTY_SURFACES = {"mcp", "mcp_types", "starlette", "uvicorn"}
-NO_SURFACE_LIBRARIES = {"fal", "media", "jobs"}
+NO_SURFACE_LIBRARIES = {"store", "fal", "media", "jobs"}
 """Layers that must work under any surface: they may not import the MCP SDK or the HTTP server libraries."""
 
 

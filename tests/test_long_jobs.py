@@ -490,7 +490,7 @@ async def test_processes_share_one_history(slow_sandbox: SandboxServer, slow_fak
 
 
 def test_state_dir_default_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from fal_mcp.jobs.history import default_state_dir, resolve_state_dir
+    from fal_mcp.store.records import default_state_dir, resolve_state_dir
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

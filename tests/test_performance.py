@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from fal_mcp.jobs.history import FILE_NAME, History
 from fal_mcp.sandbox import FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
 from fal_mcp.server.listing import built_entries, stored_entries
+from fal_mcp.store.history import History
+from fal_mcp.store.records import FILE_NAME
 from fal_mcp.web.serving import bind_socket
 from tests.conftest import settings_for
 
@@ -41,7 +42,8 @@ HEAVY_AT_START = (
     "httpx",  # the fal client, on the first call that reaches fal
     "fal_mcp.fal.client",
     "sqlite3",  # the request history, on the first call that records or reads it
-    "fal_mcp.jobs.history",
+    "fal_mcp.store.history",
+    "fal_mcp.store.opening",
     "fal_mcp.jobs.catalog",  # model schemas and prices
     "fal_mcp.jobs.operations",
     "fal_mcp.jobs.results",  # the output models (the listing holds their schemas)

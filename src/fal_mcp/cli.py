@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -104,6 +105,23 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
         )
 
 
+def store_problem(settings: Settings) -> str | None:
+    """The store's settings that cannot start (imported only when a database is configured: a start stays light)."""
+    if settings.database_url is None:
+        return None
+    from fal_mcp.store.opening import startup_problem as problem
+
+    return problem(settings)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """What must never appear in a log line: the key, the admin key, the state secret, the database's password."""
+    secrets = (settings.key, settings.admin_key, settings.state_secret)
+    found = [value.get_secret_value() for value in secrets if value is not None]
+    password = urlsplit(settings.database_url.get_secret_value()).password if settings.database_url else None
+    return [*found, password] if password else found
+
+
 def serve_stdio(server: MCPServer[Any]) -> None:
     """Serve MCP on stdin/stdout until the client closes them (what desktop clients and IDE agents launch)."""
     server.run("stdio")
@@ -135,14 +153,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             "goes or what may leave this machine is read only from the environment and flags",
             settings.log_format,
         )
-    problem = (None if settings.sandbox else fal_host_problem(settings)) or startup_problem(settings)
+    problem = (
+        (None if settings.sandbox else fal_host_problem(settings))
+        or startup_problem(settings)
+        or store_problem(settings)
+    )
     if problem is not None:
         print(f"fal-mcp: {problem}", file=sys.stderr)
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
-    for secret in (settings.key, settings.admin_key):
-        if secret is not None:
-            redactor.add(secret.get_secret_value())
+    for secret in secrets_of(settings):
+        redactor.add(secret)
     if settings.key is None and not settings.sandbox and settings.auth != "fal-key":
         logger.warning("FAL_KEY is not set: tools will answer with an error naming it (or start with --sandbox)")
 

@@ -52,6 +52,7 @@ ENV_ONLY: tuple[str, ...] = (
     "FAL_MCP_SAVE_ROOTS",
     "FAL_MCP_STATE_DIR",
     "FAL_MCP_DATABASE_URL",
+    "FAL_MCP_STATE_SECRET",  # seals what replicas hand each other; a repository's .env must not choose it
     # who may call, where the server listens and is reached
     "FAL_MCP_AUTH*",
     "FAL_MCP_TOKEN_PARTITION",  # whether token holders see each other's requests
@@ -214,6 +215,21 @@ class Settings(BaseModel):
     history_max_rows: int = Field(
         default=100_000, ge=0, description="per key: the newest rows kept, active and UNKNOWN ones aside (0: all)"
     )
+
+    # the shared store of several replicas
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://...: history, limits, tasks and deliveries shared by every replica"
+    )
+    state_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="seals multi-round-trip request state identically on every replica (at least 32 characters)",
+    )
+
+    @field_validator("database_url", "state_secret", mode="before")
+    @classmethod
+    def _blank_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("run_url", "queue_url", "api_url", "rest_url")
     @classmethod

@@ -23,6 +23,7 @@ from fal_mcp.fal.errors import (
     MissingKeyError,
 )
 from fal_mcp.media.fence import UploadRefused
+from fal_mcp.store.database import StoreUnavailable
 
 _REQUEST_FAILED_HINTS = {
     "request_timeout": "it did not start before start_timeout_s; allow more time or try later",
@@ -65,7 +66,7 @@ def explain(error: Exception, *, action: str, endpoint: str | None = None, reque
             f"do not run it again; continue with get-result (request_id='{error.request_id}', "
             f"endpoint_id='{error.endpoint}') or cancel it."
         )
-    if isinstance(error, InvalidIdError | ToolFailure | UploadRefused):
+    if isinstance(error, InvalidIdError | ToolFailure | UploadRefused | StoreUnavailable):
         return f"{action}: {error}"
     if isinstance(error, MissingKeyError):
         return f"{action}: {error}"

@@ -9,13 +9,15 @@
 - **Submits per minute** (`FAL_MCP_SUBMITS_PER_MINUTE`): submits and synchronous runs of one key over the last
   60 seconds, a sliding window.
 - **Running jobs** (`FAL_MCP_MAX_RUNNING_JOBS`): a key's synchronous runs still in flight, plus the queue requests
-  it submitted through this process that have not been seen to end. Every operation that sees a job end (a
-  follow, a status, a result, a cancel) says so (`ended`), so a finished job stops counting at once. Only when
-  the count still reaches the limit does the guard ask fal for the status of the requests nobody watched (at most
-  once per `RECHECK_S` each) and forget every one fal reports finished, cancelled or unknown; so a job counts
-  until it ends at fal, whoever watched it.
+  it submitted that have not been seen to end. Every operation that sees a job end (a follow, a status, a result,
+  a cancel) says so (`ended`), so a finished job stops counting at once. Only when the count still reaches the
+  limit does the guard ask fal for the status of the requests nobody watched (at most once per `RECHECK_S` each)
+  and forget every one fal reports finished, cancelled or unknown; so a job counts until it ends at fal, whoever
+  watched it.
 
-Limits are per key (its partition) and per process: behind a load balancer each replica counts its own.
+Limits are per key (its partition) and hold for every process sharing the store together (`store.counters`: one
+SQLite file on a host, or PostgreSQL for any number of replicas); a store that cannot be reached refuses the start
+(503) rather than let it past an uncounted limit.
 A refusal is a `Refused` (a `ToolFailure`), worded to name the limit, with the HTTP status the REST surface
 answers and, where it is known, when to retry.
 """
@@ -24,12 +26,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import math
-import time
-from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
@@ -39,12 +40,10 @@ from fal_mcp.fal.endpoint import EndpointId
 from fal_mcp.fal.errors import FalError, FalNotFoundError
 from fal_mcp.jobs.failures import ToolFailure
 from fal_mcp.settings import Settings, split_list
+from fal_mcp.store.counters import RECHECK_S, Admitted, Counters, Full, Limits
+from fal_mcp.store.database import StoreUnavailable
 
-WINDOW_S = 60.0
-SWEEP_ABOVE = 1024
-"""Past this many keys with bookkeeping, idle ones are forgotten whenever a new key arrives."""
-RECHECK_S = 2.0
-"""A tracked job's status is asked of fal at most this often (only when the running-jobs limit is reached)."""
+logger = logging.getLogger(__name__)
 MAX_INPUT_DEPTH = 64
 """Levels of nesting (objects and arrays, the input object itself included) an input may have: far beyond any
 model's schema, and well inside what every JSON parser on the way (ours, the MCP SDK's, fal's) can take."""
@@ -181,34 +180,6 @@ def input_size(payload: Mapping[str, Any]) -> int:
     return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-@dataclass
-class _Job:
-    endpoint: EndpointId
-    checked: float = -math.inf
-    """When fal was last asked about it (never, at first: a fast job may be done by the time the limit is hit)."""
-
-
-@dataclass
-class _Account:
-    """What one key has going on in this process."""
-
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    starts: deque[float] = field(default_factory=deque[float])
-    jobs: dict[str, _Job] = field(default_factory=dict[str, _Job])
-    in_flight: int = 0
-    users: int = 0
-    """Starts holding a reference to this account (admitted or still being checked)."""
-
-    @property
-    def running(self) -> int:
-        return len(self.jobs) + self.in_flight
-
-    @property
-    def idle(self) -> bool:
-        """Nothing to remember and nobody using it: it may be forgotten."""
-        return not self.starts and not self.jobs and not self.users
-
-
 class Start:
     """A granted start: tell it the request id once fal queued the job, so it counts until the job ends."""
 
@@ -220,26 +191,28 @@ class Start:
 
 
 class Guards:
-    """The checks of the module docstring, with the per-key bookkeeping they need."""
+    """The checks of the module docstring; the counts live in the store (`store.counters`)."""
 
     def __init__(
         self,
         policy: EndpointPolicy,
+        counters: Counters,
         *,
         max_input_bytes: int,
         submits_per_minute: int,
         max_running_jobs: int,
     ) -> None:
         self.policy = policy
+        self.counters = counters
         self.max_input_bytes = max_input_bytes
         self.submits_per_minute = submits_per_minute
         self.max_running_jobs = max_running_jobs
-        self._accounts: dict[str, _Account] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Guards:
+    def from_settings(cls, settings: Settings, counters: Counters) -> Guards:
         return cls(
             EndpointPolicy(split_list(settings.allowed_endpoints), split_list(settings.denied_endpoints)),
+            counters,
             max_input_bytes=settings.max_input_bytes,
             submits_per_minute=settings.submits_per_minute,
             max_running_jobs=settings.max_running_jobs,
@@ -270,95 +243,77 @@ class Guards:
         it ended.
         """
         self.check(endpoint, payload)
-        account = self._accounts.get(partition) or self._open_account(partition)
-        account.users += 1  # before any await: the account cannot be forgotten under us
-        start: Start | None = None
+        limits = Limits(per_minute=self.submits_per_minute, running=self.max_running_jobs)
+        token = await self._admit(partition, fal, limits) if limits.per_minute or limits.running else None
+        start = Start()
         try:
-            async with account.lock:
-                self._check_rate(account)
-                await self._check_running(account, fal)
-                if self.submits_per_minute:
-                    account.starts.append(time.monotonic())
-                account.in_flight += 1
-                start = Start()
             yield start
         finally:
-            account.users -= 1
-            if start is not None:
-                account.in_flight -= 1
-                if start.request is not None and self.max_running_jobs:
-                    endpoint_queued, request_id = start.request
-                    account.jobs[request_id] = _Job(endpoint_queued)
-            if account.idle:
-                self._accounts.pop(partition, None)
+            if token is not None:
+                with anyio.CancelScope(shield=True):  # the count must follow what happened, whoever left
+                    await self._settle(token, start)
 
-    def ended(self, partition: str, request_id: str) -> None:
+    async def _settle(self, token: str, start: Start) -> None:
+        try:
+            if start.request is not None:
+                endpoint, request_id = start.request
+                await self.counters.queued(token, str(endpoint), request_id)
+            else:
+                await self.counters.release(token)
+        except StoreUnavailable as exc:  # the row stays; its owner's liveness or fal's answer clears it later
+            logger.warning("running-jobs count not updated: %s", exc)
+
+    async def ended(self, partition: str, request_id: str) -> None:
         """A job of this key was seen to end (or was cancelled here, or fal does not know it): it stops counting."""
-        account = self._accounts.get(partition)
-        if account is not None:
-            account.jobs.pop(request_id, None)
-
-    def _open_account(self, partition: str) -> _Account:
-        if len(self._accounts) >= SWEEP_ABOVE:
-            now = time.monotonic()
-            for name, account in list(self._accounts.items()):
-                self._prune(account, now)
-                if account.idle:
-                    del self._accounts[name]
-        account = self._accounts[partition] = _Account()
-        return account
-
-    @staticmethod
-    def _prune(account: _Account, now: float) -> None:
-        while account.starts and account.starts[0] <= now - WINDOW_S:
-            account.starts.popleft()
-
-    def _check_rate(self, account: _Account) -> None:
-        limit = self.submits_per_minute
-        if not limit:
+        if not self.max_running_jobs:
             return
-        now = time.monotonic()
-        self._prune(account, now)
-        if len(account.starts) >= limit:
-            retry = max(1.0, account.starts[0] + WINDOW_S - now)
+        try:
+            await self.counters.ended(partition, [request_id])
+        except StoreUnavailable as exc:
+            logger.warning("running-jobs count not updated: %s", exc)
+
+    async def _admit(self, partition: str, fal: FalClient, limits: Limits) -> str | None:
+        try:
+            admitted = await self.counters.admit(partition, limits)
+            if isinstance(admitted, Full) and admitted.due:  # only fal knows whether those jobs ended: ask, then retry
+                await self._forget_finished(partition, fal, admitted.due)
+                admitted = await self.counters.admit(partition, limits)
+        except StoreUnavailable as exc:
+            raise Refused(f"{exc}. Nothing was sent to fal.", status_code=503, retry_after_s=5.0) from exc
+        if isinstance(admitted, Admitted):
+            return admitted.token
+        if admitted.limit == "rate":
+            retry = admitted.retry_after_s
             raise Refused(
-                f"this key may start at most {limit} requests per minute on this server "
+                f"this key may start at most {limits.per_minute} requests per minute on this server "
                 f"(FAL_MCP_SUBMITS_PER_MINUTE). Retry in {retry:.0f}s. Nothing was sent to fal.",
                 status_code=429,
                 retry_after_s=retry,
             )
+        raise Refused(
+            f"this key already has {admitted.counted} requests running on this server, the most allowed "
+            f"(FAL_MCP_MAX_RUNNING_JOBS={limits.running}). Wait for one to finish (get-status / get-result) or cancel "
+            f"one, then retry in a few seconds. Nothing was sent to fal.",
+            status_code=429,
+            retry_after_s=RECHECK_S,
+        )
 
-    async def _check_running(self, account: _Account, fal: FalClient) -> None:
-        limit = self.max_running_jobs
-        if not limit or account.running < limit:
-            return
-        await self._forget_finished(account, fal)
-        if account.running >= limit:
-            raise Refused(
-                f"this key already has {account.running} requests running on this server, the most allowed "
-                f"(FAL_MCP_MAX_RUNNING_JOBS={limit}). Wait for one to finish (get-status / get-result) or cancel "
-                f"one, then retry in a few seconds. Nothing was sent to fal.",
-                status_code=429,
-                retry_after_s=RECHECK_S,
-            )
+    async def _forget_finished(self, partition: str, fal: FalClient, due: list[tuple[str, str]]) -> None:
+        """Ask fal about the jobs handed back; forget those that ended (or that fal forgot)."""
+        ended: list[str] = []
 
-    async def _forget_finished(self, account: _Account, fal: FalClient) -> None:
-        """Ask fal about the tracked jobs not asked about lately; forget those that ended (or that fal forgot)."""
-        now = time.monotonic()
-        due = [(rid, job) for rid, job in account.jobs.items() if now - job.checked >= RECHECK_S]
-
-        async def recheck(request_id: str, job: _Job) -> None:
+        async def recheck(request_id: str, endpoint_id: str) -> None:
             try:
-                status = await fal.status(job.endpoint, request_id)
+                status = await fal.status(EndpointId.parse(endpoint_id), request_id)
             except FalNotFoundError:
-                account.jobs.pop(request_id, None)
+                ended.append(request_id)
                 return
-            except FalError:
+            except (FalError, ValueError):
                 return  # cannot tell: it keeps counting
-            job.checked = time.monotonic()
             if status.is_terminal:
-                account.jobs.pop(request_id, None)
+                ended.append(request_id)
 
         async with anyio.create_task_group() as group:
-            for request_id, job in due:
-                group.start_soon(recheck, request_id, job)
+            for request_id, endpoint_id in due:
+                group.start_soon(recheck, request_id, endpoint_id)
+        await self.counters.ended(partition, ended)

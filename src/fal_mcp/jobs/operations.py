@@ -34,12 +34,13 @@ from fal_mcp.jobs.cost import estimates
 from fal_mcp.jobs.cost.estimates import Estimate
 from fal_mcp.jobs.cost.limits import UNLIMITED, Spend
 from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure
-from fal_mcp.jobs.history import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, SpendLimit, media_urls
 from fal_mcp.jobs.preflight import check_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
 from fal_mcp.jobs.uploads import RootsSource, Uploader
 from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow
+from fal_mcp.store.history import SpendLimit
+from fal_mcp.store.records import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, media_urls
 
 logger = logging.getLogger(__name__)
 
@@ -364,10 +365,10 @@ class Operations:
         try:
             status = await asking
         except FalNotFoundError:
-            self.state.guards.ended(self.caller.partition, request_id)
+            await self.state.guards.ended(self.caller.partition, request_id)
             raise
         if status.is_terminal:
-            self.state.guards.ended(self.caller.partition, request_id)
+            await self.state.guards.ended(self.caller.partition, request_id)
         return status
 
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:
@@ -400,7 +401,7 @@ class Operations:
         self.state.guards.check_endpoint(endpoint)
         await self._check_owned(request_id)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
-        self.state.guards.ended(self.caller.partition, request_id)
+        await self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:
             await self.state.history.observe(self.caller.partition, request_id, CANCELLATION_REQUESTED)
         return CancelResult(endpoint_id=str(endpoint), request_id=request_id, status=outcome)

@@ -1,7 +1,7 @@
 """What the server opens once per process, and who is calling.
 
-`AppState` is what the MCP lifespan yields: the settings, the one fal client, the history, the guards, the
-catalog. Each part is made on first use, not at start: a client waits for the first `tools/list` while the server
+`AppState` is what the MCP lifespan yields: the settings, the one fal client, the store (the history, the guards'
+counts, tasks, deliveries), the guards, the catalog. Each part is made on first use, not at start: a client waits for the first `tools/list` while the server
 starts, and that answer needs none of them (`tests/test_performance.py` keeps them out of a start). `Caller` is
 the identity a tool call acts as: the `FalClient` view that pays for it and the partition its records live in. A
 partition is a hash of the key, never the key itself, so records of one key are never shown to another.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from pydantic import SecretStr
 
 from fal_mcp.logs import redactor
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from fal_mcp.jobs.cost.charges import Charges
     from fal_mcp.jobs.cost.limits import Budget, CostLimits
     from fal_mcp.jobs.guards import Guards
-    from fal_mcp.jobs.history import History
     from fal_mcp.media.previews import PreviewCache
+    from fal_mcp.store.history import History
+    from fal_mcp.store.opening import Store
 
 IDENTITY_SCOPE_KEY = "fal_mcp.identity"
 """Where the HTTP gate leaves the `Identity` it accepted, in the ASGI scope of each request."""
@@ -74,7 +76,7 @@ class Caller:
 class AppState:
     """What every tool call of this process shares, each part made on first use; `aclose()` closes what was.
 
-    `transport` routes fal traffic without sockets (tests); `fal` and `history` may be given ready-made.
+    `transport` routes fal traffic without sockets (tests); `fal` and `store` may be given ready-made.
     """
 
     def __init__(
@@ -83,7 +85,7 @@ class AppState:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         fal: FalClient | None = None,
-        history: History | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self._transport = transport
@@ -91,8 +93,8 @@ class AppState:
             redactor.add(settings.admin_key.get_secret_value())
         if fal is not None:
             self.__dict__["fal"] = fal
-        if history is not None:
-            self.__dict__["history"] = history
+        if store is not None:
+            self.__dict__["store"] = store
 
     @cached_property
     def fal(self) -> FalClient:
@@ -102,17 +104,25 @@ class AppState:
         return FalClient.create(self.settings, transport=self._transport)
 
     @cached_property
-    def history(self) -> History:
-        """The request history (SQLite), opened on first use: then it settles lost submits and starts its upkeep."""
-        from fal_mcp.jobs.history import History, Retention, resolve_state_dir
+    def store(self) -> Store:
+        """Everything kept (SQLite in the state folder, or PostgreSQL shared by replicas), opened on first use: then
+        it settles lost submits and starts its upkeep (heartbeat, pruning)."""
+        from fal_mcp.store.opening import open_store
 
-        return History.open(resolve_state_dir(self.settings.state_dir), Retention.from_settings(self.settings))
+        store = open_store(self.settings)
+        store.start()
+        return store
+
+    @property
+    def history(self) -> History:
+        """The request history, in the store."""
+        return self.store.history
 
     @cached_property
     def guards(self) -> Guards:
         from fal_mcp.jobs.guards import Guards
 
-        return Guards.from_settings(self.settings)
+        return Guards.from_settings(self.settings, self.store.counters)
 
     @cached_property
     def limits(self) -> CostLimits:
@@ -157,17 +167,17 @@ class AppState:
         return PreviewCache()
 
     def opened(self, part: str) -> bool:
-        """Whether `part` ("fal", "history", ...) has been made yet."""
+        """Whether `part` ("fal", "store", ...) has been made yet."""
         return part in self.__dict__
 
     async def aclose(self) -> None:
-        """Close what was opened, and only that: the fal client's pools, then the history."""
+        """Close what was opened, and only that: the fal client's pools, then the store."""
         try:
             if self.opened("fal"):
                 await self.fal.aclose()
         finally:
-            if self.opened("history"):
-                self.history.close()
+            if self.opened("store"):
+                await anyio.to_thread.run_sync(self.store.close)  # its upkeep thread may be mid-statement
 
     @cached_property
     def _own_caller(self) -> Caller:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, RequestStateSecurity
 
 from fal_mcp import __version__
 from fal_mcp.jobs.state import AppState, StateSlot
@@ -54,6 +54,19 @@ async def request_record(request_id: str, ctx: Context[Any, Any]) -> str:
     return await request_resource(request_id, ctx)
 
 
+SERVER_NAME = "fal-mcp"
+"""Also the audience of sealed request state: replicas that share a secret must share this name too."""
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """How multi-round-trip request state (an elicitation's answer on 2026-07-28) is sealed: with
+    `FAL_MCP_STATE_SECRET`, the same on every replica, so the answer may reach any of them; without it, the SDK's key
+    of this process alone (one process, or sticky routing)."""
+    if settings.state_secret is None:
+        return None
+    return RequestStateSecurity(keys=[settings.state_secret.get_secret_value()])
+
+
 def create_server(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None, slot: StateSlot | None = None
 ) -> MCPServer[AppState]:
@@ -82,7 +95,7 @@ def create_server(
 
     tasks = TasksExtension()
     server: MCPServer[AppState] = MCPServer(
-        "fal-mcp",
+        SERVER_NAME,
         title="fal.ai",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -91,6 +104,7 @@ def create_server(
         log_level=settings.log_level,
         extensions=[tasks, view_extension(settings)],
         tools=deferred_tools(),
+        request_state_security=request_state_security(settings),
     )
     server.middleware.insert(0, ScrubSecrets())  # outermost: the last to touch every answer
     server.resource(

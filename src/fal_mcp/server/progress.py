@@ -31,6 +31,9 @@ MAX_LOG_LINES_PER_UPDATE = 5
 
 progress_sink: ContextVar[Callable[[str], None] | None] = ContextVar("progress_sink", default=None)
 """A second audience for progress messages: an MCP task shows them as its status message."""
+request_sink: ContextVar[Callable[[str, str], None] | None] = ContextVar("request_sink", default=None)
+"""Hears `(endpoint id, request id)` once fal accepted the request: an MCP task keeps it in its record, so a caller
+can continue with get-result should the process running the task stop."""
 
 
 class ProgressReporter:
@@ -71,6 +74,9 @@ class QueueProgress:
 
     async def submitted(self, endpoint: EndpointId, request_id: str) -> None:
         self._state = "submitted"
+        sink = request_sink.get()
+        if sink is not None:
+            sink(str(endpoint), request_id)
         await self.reporter.report(f"submitted to {endpoint} as {request_id}")
 
     async def status(self, status: QueueStatus) -> None:

@@ -7,15 +7,17 @@ to it any more), `tasks/get` reports it (its status message follows the progress
 background run goes through the same path as a client cancelling a waiting call. Every other client, and every
 legacy-era connection (where a `resultType: "task"` would be an invalid result), gets the ordinary call.
 
-Tasks live in this process's memory for `TTL_MS` and belong to the caller that made them (the partition of its
-fal key); the fal requests they run are in the request history like any other, so a restart loses the task
-handle but never the request.
+The task's record lives in the store (`store.tasks`), so any replica sharing it answers `tasks/get` and
+`tasks/cancel`; the run itself lives in the process that started it. A cancel that reaches another replica is
+passed on through the store (a flag the owner is notified of, and polls for as a safety net), and the owner cancels
+its run. A task whose process died is reported failed, with its fal request id, so the caller can continue with
+get-result. Records last `TTL_MS` and belong to the caller that made them (the partition of its fal key).
 
 No caller can push out another's task. A task is made only once its run is under way (fal accepted the request,
 or the run has been going for `ANSWER_WITHIN_S`): a call that fails before that (bad arguments, a refused input, a
-key fal rejects) is answered as an ordinary tool result and leaves no record. The store is bounded per caller
-(`MAX_TASKS_PER_OWNER`) and in total (`MAX_TASKS`); to make room a caller first gives up its own oldest finished
-task, and only a full store takes the oldest finished task of whoever holds the most. A working task is never
+key fal rejects) is answered as an ordinary tool result and leaves no record. Each caller holds at most
+`MAX_TASKS_PER_OWNER` working tasks across the replicas (counted in the store, under the caller's lock), and gives
+up its own oldest finished task to make room; a process runs at most `MAX_TASKS` at once. A working task is never
 evicted: when only working tasks fill the room, the new call is refused.
 """
 
@@ -24,9 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -49,18 +49,25 @@ from pydantic.alias_generators import to_camel
 
 from fal_mcp.jobs.state import AppState
 from fal_mcp.server.context import caller_identity
-from fal_mcp.server.progress import progress_sink
+from fal_mcp.server.progress import progress_sink, request_sink
+from fal_mcp.store import owners
+from fal_mcp.store.database import StoreUnavailable
+from fal_mcp.store.tasks import TTL_S, WORKING, TaskRow, TaskRows, orphaned_message
 
 logger = logging.getLogger(__name__)
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 TASK_TOOLS = frozenset({"run-model"})
-TTL_MS = 3_600_000
+TTL_MS = int(TTL_S * 1000)
 POLL_INTERVAL_MS = 500
 MAX_TASKS = 1000
 MAX_TASKS_PER_OWNER = 100
 ANSWER_WITHIN_S = 5.0
 """The longest a task-capable call waits for its run to get under way before it is answered with the task."""
+WRITE_EVERY_S = 0.25
+"""A task's status message is written to the store at most this often (the last one always)."""
+CANCEL_POLL_S = 2.0
+"""How often a running task looks for a cancel asked on another replica, besides being notified of it."""
 
 running_as_task: ContextVar[bool] = ContextVar("running_as_task", default=False)
 """True inside a background task run: the tool then waits for completion instead of its usual budget."""
@@ -78,69 +85,88 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
 
 
-@dataclass
-class TaskRecord:
-    """One task: who owns it, where it stands, and how to stop it."""
-
-    task_id: str
-    partition: str
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    status: str = "working"
-    status_message: str | None = "starting"
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-
-    def update(self, message: str) -> None:
-        self.status_message = message
-        self.updated_at = time.time()
-
-    def finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
-        if self.status != "working":
-            return  # terminal states are final
-        self.status, self.result, self.error = status, result, error
-        self.updated_at = time.time()
-
-    def wire(self) -> dict[str, Any]:
-        """The task as `tasks/get` shows it (a DetailedTask)."""
-        body: dict[str, Any] = {
-            "taskId": self.task_id,
-            "status": self.status,
-            "createdAt": _iso(self.created_at),
-            "lastUpdatedAt": _iso(self.updated_at),
-            "ttlMs": TTL_MS,
-            "pollIntervalMs": POLL_INTERVAL_MS,
-        }
-        if self.status_message:
-            body["statusMessage"] = self.status_message
-        if self.result is not None:
-            body["result"] = self.result
-        if self.error is not None:
-            body["error"] = self.error
-        return body
+def wire(row: TaskRow) -> dict[str, Any]:
+    """The task as `tasks/get` shows it (a DetailedTask)."""
+    body: dict[str, Any] = {
+        "taskId": row.task_id,
+        "status": row.status,
+        "createdAt": _iso(row.created_at),
+        "lastUpdatedAt": _iso(row.updated_at),
+        "ttlMs": TTL_MS,
+        "pollIntervalMs": POLL_INTERVAL_MS,
+    }
+    if row.status_message:
+        body["statusMessage"] = row.status_message
+    if row.result is not None:
+        body["result"] = row.result
+    if row.error is not None:
+        body["error"] = {"code": INTERNAL_ERROR, **row.error}
+    return body
 
 
 class _Run:
-    """A run started for a task-capable call, before and after it is answered."""
+    """A run started for a task-capable call, in this process, before and after it is answered."""
 
-    def __init__(self, record: TaskRecord) -> None:
-        self.record = record
+    def __init__(self, row: TaskRow, rows: TaskRows) -> None:
+        self.row = row
+        self.rows = rows
+        self.scope = anyio.CancelScope()
         self.under_way = anyio.Event()
         """Set on the run's first progress (fal accepted the request) or when it ends."""
         self.ended = False
         self.answer: HandlerResult = None
         self.raised: MCPError | None = None
+        self._message_changed = anyio.Event()
 
     def heard(self, message: str) -> None:
-        self.record.update(message)
+        self.row.status_message = message
+        self._message_changed.set()
         self.under_way.set()
+
+    def requested(self, endpoint_id: str, request_id: str) -> None:
+        self.row.endpoint_id, self.row.request_id = endpoint_id, request_id
 
     def result(self) -> HandlerResult:
         """What an ordinary call would have answered."""
         if self.raised is not None:
             raise self.raised
         return self.answer
+
+    async def write_progress(self) -> None:
+        """Keep the record's status message (and fal request) in step with the run, a few writes a second at most."""
+        written: tuple[str | None, str | None] = (None, None)
+        while True:
+            await self._message_changed.wait()
+            self._message_changed = anyio.Event()
+            try:
+                if self.row.request_id is not None and written[1] != self.row.request_id:
+                    await self.rows.started(self.row.task_id, self.row.request_id, self.row.endpoint_id or "")
+                if self.row.status_message is not None and written[0] != self.row.status_message:
+                    await self.rows.progress(self.row.task_id, self.row.status_message)
+                written = (self.row.status_message, self.row.request_id)
+            except StoreUnavailable as exc:
+                logger.warning("task %s: progress not recorded: %s", self.row.task_id, exc)
+            await anyio.sleep(WRITE_EVERY_S)
+
+    async def watch_cancel(self, signals_listen: Any, subscribed: Any) -> None:
+        """Cancel the run when another replica asks for it (notified, or found by polling)."""
+        await signals_listen()
+        with subscribed(f"cancel:{self.row.task_id}") as waiter:
+            while True:
+                try:
+                    if await self.rows.cancel_requested(self.row.task_id):
+                        self.scope.cancel()
+                        return
+                except StoreUnavailable:
+                    pass  # looked again on the next round
+                await waiter.wait(CANCEL_POLL_S)
+
+    async def finish(self, status: str, **outcome: Any) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.rows.finish(self.row.task_id, status, **outcome)
+            except StoreUnavailable as exc:
+                logger.warning("task %s ended %s, but the store could not record it: %s", self.row.task_id, status, exc)
 
 
 class TasksExtension(Extension):
@@ -149,9 +175,8 @@ class TasksExtension(Extension):
     identifier = TASKS_EXTENSION
 
     def __init__(self) -> None:
-        self._tasks: dict[str, TaskRecord] = {}
-        self._starting: dict[str, int] = {}
-        """Runs per owner started for a task-capable call and not yet answered."""
+        self._runs: dict[str, _Run] = {}
+        """The runs of this process, by task id, until they end."""
         self._group: TaskGroup | None = None
 
     def attach(self, group: TaskGroup | None) -> None:
@@ -170,113 +195,123 @@ class TasksExtension(Extension):
     ) -> HandlerResult:
         if params.name not in TASK_TOOLS or self._group is None or not _can_take_a_task(ctx):
             return await call_next(ctx)
-        owner = _partition(ctx)
-        refusal = self._no_room_for(owner)
+        state = _state(ctx)
+        now = time.time()
+        row = TaskRow(
+            task_id=str(uuid.uuid4()),
+            partition=_partition(ctx),
+            owner=owners.owner(),
+            created_at=now,
+            updated_at=now,
+            status_message="starting",
+        )
+        refusal = await self._reserve(state.store.tasks, row)
         if refusal is not None:
             return CallToolResult(content=[TextContent(type="text", text=f"{params.name}: {refusal}")], is_error=True)
-        run = _Run(TaskRecord(task_id=str(uuid.uuid4()), partition=owner))
-        self._starting[owner] = self._starting.get(owner, 0) + 1
+        run = _Run(row, state.store.tasks)
+        self._runs[row.task_id] = run
         try:
-            self._group.start_soon(self._run, run, call_next, ctx)
+            self._group.start_soon(self._run, run, call_next, ctx, state)
             with anyio.move_on_after(ANSWER_WITHIN_S):
                 await run.under_way.wait()
         except BaseException:  # the caller left before the task existed: the run is theirs to stop
-            run.record.scope.cancel()
+            run.scope.cancel()
             raise
-        finally:
-            self._starting[owner] -= 1
-            if not self._starting[owner]:
-                del self._starting[owner]
         if run.ended:  # over before it was under way (a refusal, a failure): an ordinary answer, no record
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                try:
+                    await state.store.tasks.drop(row.task_id)
+                except StoreUnavailable as exc:
+                    logger.warning("task %s not dropped: %s", row.task_id, exc)
             return run.result()
-        self._admit(run.record)
-        logger.info("run-model answered as task %s", run.record.task_id)
-        created = run.record.wire()
+        logger.info("run-model answered as task %s", row.task_id)
+        created = wire(row)
         created["resultType"] = "task"
         return created
 
-    async def _run(self, run: _Run, call_next: CallNext, ctx: ServerRequestContext[Any, Any]) -> None:
-        running_as_task.set(True)
-        progress_sink.set(run.heard)
-        record = run.record
+    async def _reserve(self, rows: TaskRows, row: TaskRow) -> str | None:
+        """Why a new task of this caller cannot be held, or None once its record is stored."""
+        if len(self._runs) >= MAX_TASKS:
+            return f"this server is running {MAX_TASKS} tasks, the most it holds. Retry in a minute."
         try:
-            with record.scope:
-                try:
-                    run.answer = await call_next(ctx)
-                except MCPError as exc:
-                    run.raised = exc
-                    record.finish("failed", error={"code": exc.error.code, "message": exc.error.message})
-                    return
-                except Exception:
-                    logger.exception("task %s crashed", record.task_id)
-                    run.raised = MCPError(code=INTERNAL_ERROR, message="internal error")
-                    record.finish("failed", error={"code": INTERNAL_ERROR, "message": "internal error"})
-                    return
-                record.finish("completed", result=_dump(run.answer))
-            if record.scope.cancelled_caught:
-                record.finish("cancelled")
-                record.update("cancelled at the caller's request")
-        finally:
-            run.ended = True
-            run.under_way.set()
-
-    def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskRecord:
-        require_client_extension(ctx, TASKS_EXTENSION)
-        record = self._tasks.get(task_id)
-        if record is None or record.partition != _partition(ctx) or _expired(record):
-            raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task not found")
-        return record
-
-    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
-        return self._owned(ctx, params.task_id).wire()
-
-    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
-        record = self._owned(ctx, params.task_id)
-        if record.status == "working":
-            record.update("cancelling")
-            record.scope.cancel()
-        return {}
-
-    def _no_room_for(self, owner: str) -> str | None:
-        """Why a new task of `owner` cannot be held, or None. Finished tasks can always make room; working tasks and
-        runs still starting cannot, so they alone are counted against the bounds."""
-        self._forget_expired()
-        busy = [record.partition for record in self._tasks.values() if record.status == "working"]
-        owned = busy.count(owner) + self._starting.get(owner, 0)
-        if owned >= MAX_TASKS_PER_OWNER:
+            owned = await rows.reserve(row, MAX_TASKS_PER_OWNER)
+        except StoreUnavailable as exc:
+            return f"{exc}. Nothing was sent to fal."
+        if owned is not None:
             return (
                 f"this caller already has {owned} tasks running on this server, the most allowed. Wait for one "
                 "to finish or cancel one (tasks/cancel), then retry."
             )
-        if len(busy) + sum(self._starting.values()) >= MAX_TASKS:
-            return f"this server is running {MAX_TASKS} tasks, the most it holds. Retry in a minute."
         return None
 
-    def _admit(self, record: TaskRecord) -> None:
-        """Store a task, first making room: the owner's own oldest finished task, else (the store being full) the
-        oldest finished task of whoever holds the most. `_no_room_for` made sure a finished one exists."""
-        self._forget_expired()
-        owner = record.partition
-        owned = [r for r in self._tasks.values() if r.partition == owner]
-        if len(owned) >= MAX_TASKS_PER_OWNER or len(self._tasks) >= MAX_TASKS:
-            victim = _oldest_finished(owned)
-            if victim is None and len(self._tasks) >= MAX_TASKS:
-                holders = Counter(r.partition for r in self._tasks.values() if r.status != "working")
-                if holders:
-                    biggest = max(holders, key=lambda p: (sum(r.partition == p for r in self._tasks.values()), p))
-                    victim = _oldest_finished([r for r in self._tasks.values() if r.partition == biggest])
-            if victim is not None:
-                del self._tasks[victim.task_id]
-        self._tasks[record.task_id] = record
+    async def _run(self, run: _Run, call_next: CallNext, ctx: ServerRequestContext[Any, Any], state: AppState) -> None:
+        running_as_task.set(True)
+        progress_sink.set(run.heard)
+        request_sink.set(run.requested)
+        row = run.row
+        database = state.store.database
+        try:
+            async with anyio.create_task_group() as helpers:
+                helpers.start_soon(run.write_progress)
+                helpers.start_soon(run.watch_cancel, database.listen, database.signals.subscribed)
+                try:
+                    await self._work(run, call_next, ctx)
+                finally:
+                    helpers.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():  # the server is stopping: say so now, not after a silence
+            message = orphaned_message(row.request_id, row.endpoint_id)
+            await run.finish("failed", message=message, error={"message": message})
+            raise
+        finally:
+            run.ended = True
+            run.under_way.set()
+            self._runs.pop(row.task_id, None)
 
-    def _forget_expired(self) -> None:
-        for task_id in [t for t, record in self._tasks.items() if _expired(record)]:
-            del self._tasks[task_id]
+    async def _work(self, run: _Run, call_next: CallNext, ctx: ServerRequestContext[Any, Any]) -> None:
+        row = run.row
+        with run.scope:
+            try:
+                run.answer = await call_next(ctx)
+            except MCPError as exc:
+                run.raised = exc
+                await run.finish("failed", error={"code": exc.error.code, "message": exc.error.message})
+                return
+            except Exception:
+                logger.exception("task %s crashed", row.task_id)
+                run.raised = MCPError(code=INTERNAL_ERROR, message="internal error")
+                await run.finish("failed", error={"code": INTERNAL_ERROR, "message": "internal error"})
+                return
+            await run.finish("completed", result=_dump(run.answer), message=row.status_message)
+        if run.scope.cancelled_caught:
+            await run.finish("cancelled", message="cancelled at the caller's request")
 
+    async def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskRow:
+        require_client_extension(ctx, TASKS_EXTENSION)
+        try:
+            row = await _state(ctx).store.tasks.get(task_id)
+        except StoreUnavailable as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
+        if row is None or row.partition != _partition(ctx):
+            raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task not found")
+        return row
 
-def _oldest_finished(records: list[TaskRecord]) -> TaskRecord | None:
-    finished = [record for record in records if record.status != "working"]
-    return min(finished, key=lambda record: record.created_at) if finished else None
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
+        return wire(await self._owned(ctx, params.task_id))
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:
+        row = await self._owned(ctx, params.task_id)
+        if row.status != WORKING:
+            return {}
+        local = self._runs.get(row.task_id)
+        if local is not None:
+            local.heard("cancelling")
+            local.scope.cancel()
+            return {}
+        try:
+            await _state(ctx).store.tasks.request_cancel(row.task_id)  # its owner, on another replica, stops it
+        except StoreUnavailable as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
+        return {}
 
 
 def _declares_tasks(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -289,15 +324,15 @@ def _can_take_a_task(ctx: ServerRequestContext[Any, Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and _declares_tasks(ctx)
 
 
-def _partition(ctx: ServerRequestContext[Any, Any]) -> str:
+def _state(ctx: ServerRequestContext[Any, Any]) -> AppState:
     state = ctx.lifespan_context
     if not isinstance(state, AppState):
         raise MCPError(code=INTERNAL_ERROR, message="fal-mcp's lifespan did not run")
-    return state.caller_for(caller_identity(Context(request_context=ctx))).partition
+    return state
 
 
-def _expired(record: TaskRecord) -> bool:
-    return (time.time() - record.created_at) * 1000 > TTL_MS
+def _partition(ctx: ServerRequestContext[Any, Any]) -> str:
+    return _state(ctx).caller_for(caller_identity(Context(request_context=ctx))).partition
 
 
 def _dump(result: HandlerResult) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class HttpApp:
             return
         path: str = scope["path"]
         if path in HEALTH_PATHS:
-            await health(path, self.slot, self.settings, self.policy)(scope, receive, send)
+            await (await health(path, self.slot, self.settings, self.policy))(scope, receive, send)
             return
         resource_server = self.policy.resource_server
         if resource_server is not None and path in resource_server.metadata_paths:

@@ -55,6 +55,7 @@ from fal_mcp.jobs.state import StateSlot, identity_of
 from fal_mcp.logs import redactor
 from fal_mcp.media.fence import UploadRefused
 from fal_mcp.server.tools.arguments import HintArg, MaxCostArg, PriorityArg, StartTimeoutArg, WebhookArg
+from fal_mcp.store.database import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ def http_status(error: Exception, *, own_key: bool) -> tuple[int, int | None, st
         return 400, None, "invalid_request"
     if isinstance(error, MissingKeyError):
         return 503, None, "no_key"
+    if isinstance(error, StoreUnavailable):
+        return 503, None, "store_unavailable"
     if isinstance(error, FalRequestFailed):
         cause = error.cause
         status = 422 if isinstance(cause, FalValidationError) else 502

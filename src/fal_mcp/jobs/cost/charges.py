@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from fal_mcp.fal import platform
 from fal_mcp.fal.client import FalClient
 from fal_mcp.fal.errors import FalError
-from fal_mcp.jobs.history import History
 from fal_mcp.logs import redactor
+from fal_mcp.store.history import History
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from fal_mcp.jobs.cost.estimates import Estimate, usd
 from fal_mcp.jobs.guards import Refused
-from fal_mcp.jobs.history import History, OverBudget, SpendLimit
 from fal_mcp.settings import Settings
+from fal_mcp.store.history import History, OverBudget, SpendLimit
 
 DAY_S = 86_400.0
 NOTHING_SENT = "Nothing was sent to fal."

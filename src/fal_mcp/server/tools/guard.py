@@ -17,6 +17,7 @@ from fal_mcp.jobs.failures import AfterSubmit, ToolFailure, explain
 from fal_mcp.logs import redactor
 from fal_mcp.media.fence import UploadRefused
 from fal_mcp.server.replies import failure, for_protocol
+from fal_mcp.store.database import StoreUnavailable
 
 logger = logging.getLogger("fal_mcp.server.tools")
 
@@ -52,7 +53,9 @@ def guarded(action: str) -> Callable[[ToolFn], ToolFn]:
                     result = await fn(*args, **arguments)
                 except Exception as exc:
                     call.outcome = "failed"
-                    if isinstance(exc, ToolFailure | UploadRefused | FalError | InvalidIdError | AfterSubmit):
+                    if isinstance(
+                        exc, ToolFailure | UploadRefused | FalError | InvalidIdError | AfterSubmit | StoreUnavailable
+                    ):
                         logger.info("%s failed: %s", action, exc)
                     else:
                         logger.exception("%s failed unexpectedly", action)

@@ -17,12 +17,12 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from fal_mcp.jobs.cost.estimates import usd
-from fal_mcp.jobs.history import ACTIVE_STATES, RequestRecord
 from fal_mcp.jobs.results import ToolOutput
 from fal_mcp.server.replies import counted, success
 from fal_mcp.server.tools.guard import guarded
 from fal_mcp.server.tools.queue import operations
 from fal_mcp.server.tools.spec import ToolSpec
+from fal_mcp.store.records import ACTIVE_STATES, RequestRecord
 
 StateFilter = Literal["active", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN"]
 
