@@ -10,6 +10,7 @@
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
 - history      list-requests for every filter at 1,000,000 SQLite rows, at 100,000 on both backends (history.py)
 - attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
+- oauth        the per-call cost of checking an access token, against --auth token          (oauth.py)
 - replicas     two replicas on one PostgreSQL database, 50 clients crossing between them     (replicas.py)
 - context      what the tool list costs a model's context, in tokens                          (context_cost.py)
 
@@ -37,6 +38,7 @@ import context_cost
 import history
 import long_jobs
 import memory
+import oauth
 import overhead
 import replicas
 import requests_per_job
@@ -52,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "requests_per_job": requests_per_job.run,
     "history": history.run,
     "attacks": attacks.run,
+    "oauth": oauth.run,
     "replicas": replicas.run,
     "context": context_cost.run,
 }

@@ -425,8 +425,9 @@ async def test_without_auth_sessions_count_per_address(sandbox: SandboxServer, t
 async def test_each_token_sees_only_its_own_requests(
     partition: str, sandbox: SandboxServer, fake: FakeFal, tmp_path: Path
 ) -> None:
-    """Two token holders on one server key: by default neither lists, reads or addresses (by id alone) the
-    other's requests; `FAL_MCP_TOKEN_PARTITION=shared` puts them back in one partition."""
+    """Two token holders on one server key: by default neither lists, reads or addresses (by id alone, or with the
+    model named, though fal would answer the shared key) the other's requests; `FAL_MCP_TOKEN_PARTITION=shared`
+    puts them back in one partition."""
     fake.time_scale = 1.0  # the video stays queued or running
     env = env_for(
         sandbox,
@@ -445,6 +446,7 @@ async def test_each_token_sees_only_its_own_requests(
             rid = mine["request_id"]
             listed = await bob.call_tool("list-requests", {})
             by_id = await bob.call_tool("cancel", {"request_id": rid})  # the history resolves a bare id
+            named = await bob.call_tool("cancel", {"endpoint_id": VIDEO, "request_id": rid})  # fal would take it
             own = structured(await alice.call_tool("list-requests", {}))
             try:
                 read = str(await bob.read_resource(f"fal://requests/{rid}"))
@@ -457,9 +459,11 @@ async def test_each_token_sees_only_its_own_requests(
         assert secret_prompt not in text_of(listed) and rid not in text_of(listed)
         assert read.startswith("refused") and secret_prompt not in read
         assert by_id.is_error and not fake.jobs[rid].cancelled
+        assert named.is_error and "of yours" in text_of(named)
     else:
         assert secret_prompt in text_of(listed) and secret_prompt in read
         assert not by_id.is_error and fake.jobs[rid].cancelled
+        assert not named.is_error
 
 
 async def test_non_http_connections_are_refused_at_the_gate(sandbox: SandboxServer) -> None:

@@ -22,6 +22,7 @@ EVERY_BENCHMARK = {
     "requests_per_job",
     "history",
     "attacks",
+    "oauth",
     "replicas",
     "context",
 }

@@ -40,7 +40,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sandbox", action="store_true", default=None, help="use a built-in fake fal on loopback: no key, no cost"
     )
-    parser.add_argument("--auth", choices=["token", "fal-key", "none"], help="who may call over HTTP (default none)")
+    parser.add_argument(
+        "--auth", choices=["token", "fal-key", "oauth", "none"], help="who may call over HTTP (default none)"
+    )
     parser.add_argument(
         "--allow-unauthenticated",
         action="store_true",

@@ -29,7 +29,7 @@ from pydantic.fields import FieldInfo
 
 Transport = Literal["stdio", "http"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-AuthMode = Literal["token", "fal-key", "none"]
+AuthMode = Literal["token", "fal-key", "none", "oauth"]
 LogFormat = Literal["text", "json"]
 
 DEFAULT_RUN_URL = "https://fal.run"
@@ -303,7 +303,9 @@ class Settings(BaseModel):
         return None
 
     # -- HTTP serving: auth, guards, REST --
-    auth: AuthMode = Field(default="none", description="who may call over HTTP: token, fal-key (BYOK) or none")
+    auth: AuthMode = Field(
+        default="none", description="who may call over HTTP: token, fal-key (BYOK), oauth (sign-in) or none"
+    )
     auth_tokens: SecretStr | None = Field(default=None, description="comma-separated bearer tokens for auth=token")
     allow_unauthenticated: bool = Field(default=False, description="serve auth=none on a non-loopback address")
     allowed_hosts: str = Field(default="", description="extra Host values accepted (comma-separated)")
@@ -329,6 +331,17 @@ class Settings(BaseModel):
     request_read_timeout_s: float = Field(
         default=30.0, gt=0, description="time a client has to send a request's headers and body"
     )
+
+    # -- sign-in through the team's OAuth 2.1 / OpenID provider (auth=oauth); only from the real environment --
+    public_url: str | None = Field(default=None, description="the URL clients reach this server at (https)")
+    oauth_issuer: str | None = Field(default=None, description="the identity provider's issuer URL")
+    oauth_audience: str | None = Field(
+        default=None, description="the audience access tokens must name (default: <public_url>/mcp)"
+    )
+    oauth_scopes: str = Field(default="", description="scopes every access token must carry (comma or space)")
+    oauth_user_claim: str = Field(default="sub", min_length=1, description="the claim that names the user")
+    oauth_client_id: str | None = Field(default=None, description="for introspecting opaque tokens (RFC 7662)")
+    oauth_client_secret: SecretStr | None = Field(default=None, description="that client's secret")
 
     # -- models, uploads, previews --
     models_cache_ttl_s: float = Field(

@@ -40,6 +40,11 @@ class ToolFailure(Exception):
     """A failure already worded for the model (bad arguments the tool itself caught)."""
 
 
+class NotYours(ToolFailure):
+    """A request the caller did not send through this server, asked about by a caller confined to its own (answered
+    as an unknown request: whether it exists at all is not the caller's to learn)."""
+
+
 class AfterSubmit(Exception):
     """A failure after fal accepted a submit: the message must carry the request id, or the job is lost."""
 

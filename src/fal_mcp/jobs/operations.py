@@ -33,7 +33,7 @@ from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
 from fal_mcp.jobs.cost import estimates
 from fal_mcp.jobs.cost.estimates import Estimate
 from fal_mcp.jobs.cost.limits import UNLIMITED, Spend
-from fal_mcp.jobs.failures import AfterSubmit, ToolFailure
+from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure
 from fal_mcp.jobs.preflight import check_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
@@ -108,6 +108,22 @@ class Operations:
                 f"name the model with endpoint_id (request {request_id!r} is not in this server's request history)"
             )
         return EndpointId.parse(record.endpoint_id)
+
+    async def _check_owned(self, request_id: str) -> None:
+        """A confined caller (see `Caller.confined`) may address only requests it sent through this server."""
+        if not self.caller.confined:
+            return
+        history = self.state.history
+        if not history.enabled:
+            raise NotYours(
+                f"this server keeps no request history, so it cannot tell whether request {request_id!r} is yours "
+                "(callers sharing its key are kept apart by it): ask the operator to set FAL_MCP_STATE_DIR"
+            )
+        if await history.get(self.caller.partition, request_id) is None:
+            raise NotYours(
+                f"no request {request_id!r} of yours is in this server's request history: follow or cancel only "
+                "requests you sent through this server (list-requests shows them)"
+            )
 
     # -- sending ------------------------------------------------------------------------------------
 
@@ -258,6 +274,7 @@ class Operations:
     async def status(self, endpoint: EndpointId, request_id: str, *, logs: bool = False) -> StatusResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         status = await self._asked(self.caller.fal.status(endpoint, request_id, logs=logs), request_id)
         await self.remember(request_id, status)
         return StatusResult(
@@ -283,6 +300,7 @@ class Operations:
         """The output when the request is done (waiting up to `budget_s`), else its state and how to continue."""
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         return await self._settle(endpoint, request_id, budget_s, logs, listener)
 
     async def _settle(
@@ -381,6 +399,7 @@ class Operations:
     async def cancel(self, endpoint: EndpointId, request_id: str) -> CancelResult:
         check_request_id(request_id)
         self.state.guards.check_endpoint(endpoint)
+        await self._check_owned(request_id)
         outcome = await self.caller.fal.cancel(endpoint, request_id)
         await self.state.guards.ended(self.caller.partition, request_id)
         if outcome == CANCELLATION_REQUESTED:

@@ -68,6 +68,9 @@ class Caller:
 
     fal: FalClient
     partition: str
+    confined: bool = False
+    """One of several callers sharing the server's key (a token's holder, a signed-in user): fal would show it any
+    request that key made, so it may follow and cancel only the requests its own partition of the history holds."""
 
 
 class AppState:
@@ -186,7 +189,7 @@ class AppState:
         if identity is not None and identity.key is not None:
             return Caller(fal=self.fal.with_key(identity.key), partition=partition_of(identity.key))
         if identity is not None and identity.partition is not None:
-            return Caller(fal=self.fal, partition=identity.partition)
+            return Caller(fal=self.fal, partition=identity.partition, confined=True)
         return self._own_caller  # the same on every call: hashed once
 
 

@@ -1,6 +1,8 @@
 """The ASGI app `fal-mcp --transport http` serves: health, then a gate, then the REST surface or MCP.
 
     /healthz, /readyz        no checks (an orchestrator's probe sends whatever Host it likes)
+    /.well-known/oauth-protected-resource[/mcp]
+                             with --auth oauth: the Protected Resource Metadata, public (`web.oauth`)
     /openapi.json            with --rest; public, it describes and holds nothing
     everything else          the gate: Host and Origin against the allow-lists (421 / 403), then credentials
                              (401 with a `WWW-Authenticate: Bearer` challenge), then
@@ -22,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -39,7 +42,7 @@ from fal_mcp.jobs.state import IDENTITY_SCOPE_KEY, AppState, Identity, StateSlot
 from fal_mcp.logs import redactor
 from fal_mcp.server.build import create_server
 from fal_mcp.settings import Settings
-from fal_mcp.web.auth import AuthPolicy, Unauthorized
+from fal_mcp.web.auth import AuthPolicy, Denied, bearer
 from fal_mcp.web.health import HEALTH_PATHS, health
 from fal_mcp.web.openapi import openapi_document
 from fal_mcp.web.rest import PREFIX, RestApi, error_response
@@ -113,14 +116,18 @@ class HttpApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.mcp(scope, self._watch_shutdown(receive), send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] != "http":
             await refuse_other(scope, receive, send)
             return
         path: str = scope["path"]
         if path in HEALTH_PATHS:
-            await (await health(path, self.slot, self.settings))(scope, receive, send)
+            await (await health(path, self.slot, self.settings, self.policy))(scope, receive, send)
+            return
+        resource_server = self.policy.resource_server
+        if resource_server is not None and path in resource_server.metadata_paths:
+            await protected_resource_metadata(scope["method"], resource_server.metadata())(scope, receive, send)
             return
         if path == "/openapi.json" and self.rest is not None:
             if self._openapi is None:
@@ -131,13 +138,13 @@ class HttpApp:
         refusal = screen(headers, self.security)
         identity: Identity | None = None
         if refusal is None:
-            authenticated = self.policy.authenticate(headers)
-            if isinstance(authenticated, Unauthorized):
+            authenticated = await self.policy.authenticate(headers)
+            if isinstance(authenticated, Denied):
                 refusal = error_response(
-                    401,
+                    authenticated.status,
                     authenticated.message,
-                    error_type="unauthorized",
-                    headers={"WWW-Authenticate": authenticated.challenge()},
+                    error_type=authenticated.error_type,
+                    headers=authenticated.headers(),
                 )
             elif authenticated is not None:
                 identity = authenticated
@@ -145,7 +152,8 @@ class HttpApp:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        with redactor.protecting(identity.key.get_secret_value() if identity and identity.key else None):
+        # The credential it came with (a key, a token, an access token) is scrubbed from all it is answered.
+        with redactor.protecting(bearer(headers.get("authorization")) if identity is not None else None):
             if self.rest is not None and path.startswith(PREFIX):
                 await self.rest(scope, receive, send)
             elif self.sessions is not None and path == MCP_PATH:
@@ -231,6 +239,17 @@ class HttpApp:
         if wait.cancelled_caught and state["started"] and not state["ended"]:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The SDK's lifespan, beside (with --auth oauth) the task that keeps the provider's keys fresh."""
+        resource_server = self.policy.resource_server
+        if resource_server is None:
+            await self.mcp(scope, self._watch_shutdown(receive), send)
+            return
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(resource_server.keep_keys_fresh)
+            await self.mcp(scope, self._watch_shutdown(receive), send)
+            tasks.cancel_scope.cancel()
+
     def _watch_shutdown(self, receive: Receive) -> Receive:
         async def watched() -> Message:
             message = await receive()
@@ -245,6 +264,16 @@ def _may_open_session(headers: Headers) -> bool:
     """A legacy-era request (no version header, or a handshake version); 2026-07-28 requests have no sessions."""
     version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
     return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def protected_resource_metadata(method: str, document: dict[str, Any]) -> Response:
+    """RFC 9728 metadata, readable from any origin (a browser-based client discovers sign-in with it)."""
+    cors = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, OPTIONS"}
+    if method == "OPTIONS":
+        return Response(status_code=204, headers={**cors, "Access-Control-Allow-Headers": "*"})
+    if method not in ("GET", "HEAD"):
+        return error_response(405, "the resource metadata is read with GET", headers={"Allow": "GET, OPTIONS"})
+    return JSONResponse(document, headers={**cors, "Cache-Control": "public, max-age=3600"})
 
 
 async def refuse_other(scope: Scope, receive: Receive, send: Send) -> None:

@@ -189,7 +189,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "components": {"schemas": schemas},
     }
     if settings.auth != "none":
-        what = "your own fal key (bring your own key)" if settings.auth == "fal-key" else "a token from the operator"
+        what = {
+            "fal-key": "your own fal key (bring your own key)",
+            "oauth": f"an access token from the identity provider {settings.oauth_issuer}, for this resource",
+        }.get(settings.auth, "a token from the operator")
         document["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": f"Authorization: Bearer <{what}>"}
         }

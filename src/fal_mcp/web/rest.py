@@ -46,7 +46,7 @@ from fal_mcp.fal.errors import (
 )
 from fal_mcp.fal.queue_status import COMPLETED
 from fal_mcp.jobs.cost.limits import Spend
-from fal_mcp.jobs.failures import AfterSubmit, ToolFailure, explain
+from fal_mcp.jobs.failures import AfterSubmit, NotYours, ToolFailure, explain
 from fal_mcp.jobs.guards import MalformedInput, Refused, nested_deeper_than
 from fal_mcp.jobs.operations import Operations
 from fal_mcp.jobs.preflight import InputRefused
@@ -127,6 +127,8 @@ def http_status(error: Exception, *, own_key: bool) -> tuple[int, int | None, st
         return error.status_code, None, "refused"
     if isinstance(error, InputRefused):  # the same code fal gives an input its model refuses
         return 422, None, "invalid_input"
+    if isinstance(error, NotYours):  # as for a request nobody sent
+        return 404, None, "unknown_request"
     if isinstance(error, InvalidIdError | ToolFailure | UploadRefused):
         return 400, None, "invalid_request"
     if isinstance(error, MissingKeyError):
