@@ -14,6 +14,7 @@ import re
 import socket
 import sys
 from types import FrameType
+from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -37,7 +38,8 @@ _PORT = re.compile(r"(?<!:):[0-9]+$")
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
     """Host/Origin checking that stays on whatever the bind address: loopback names plus the bound host, plus
-    `FAL_MCP_ALLOWED_HOSTS` / `FAL_MCP_ALLOWED_ORIGINS` (the names a reverse proxy passes on)."""
+    `FAL_MCP_ALLOWED_HOSTS` / `FAL_MCP_ALLOWED_ORIGINS` (the names a reverse proxy passes on) and the host of
+    `FAL_MCP_PUBLIC_URL`."""
     hosts = list(_LOOPBACK_HOSTS)
     origins = list(_LOOPBACK_ORIGINS)
     if settings.host not in _WILDCARD_BINDS and settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -46,6 +48,10 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
         origins += [f"{scheme}://{shown}{port}" for scheme in ("http", "https") for port in ("", ":*")]
     hosts += [pattern for host in split_list(settings.allowed_hosts) for pattern in _any_port(host)]
     origins += [pattern for origin in split_list(settings.allowed_origins) for pattern in _any_port(origin)]
+    if settings.public_url:  # the name the operator says clients reach us by is ours
+        public = urlsplit(settings.public_url)
+        hosts += _any_port(public.netloc)
+        origins += _any_port(f"{public.scheme}://{public.netloc}")
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
