@@ -361,3 +361,31 @@ async def test_while_it_waits_for_fal_the_heartbeat_goes_on_and_a_cancelled_run_
     assert progress[:2] == [f"submitted to {VIDEO} as {rid}", "waiting for fal to report"]
     assert [r.request_id for r in fake.requests_for("cancel")] == [rid]
     assert not fake.requests_for("status") and not fake.requests_for("stream")  # it never asked fal how it went
+
+
+async def test_the_sandbox_with_a_public_url_pushes_signed_outcomes_to_the_server(tmp_path: Path) -> None:
+    """`fal-mcp --sandbox` with a public URL: the fake pushes each outcome to the server's own route, signed with its
+    own key, and the server checks it against the sandbox's JWKS (no FAL_MCP_WEBHOOK_JWKS_URL given)."""
+    port = free_port()
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    running = start_http_server(
+        {"FAL_MCP_PUBLIC_URL": f"http://127.0.0.1:{port}"}, tmp_path, "--sandbox", "--port", str(port), "-v"
+    )
+    try:
+        async with Client(running.url) as client:
+            result = structured(
+                await client.call_tool(
+                    "run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}}, progress_callback=on_progress
+                )
+            )
+    finally:
+        running.stop()
+    stderr = running.stderr()
+    assert result["status"] == "COMPLETED" and result["output"]["images"] and result["sandbox"] is True
+    assert "waiting for fal to report" in progress
+    assert f"webhook delivery for {result['request_id']} accepted" in stderr
+    assert "/.well-known/jwks.json" in stderr  # the keys were the sandbox's own
