@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fal_mcp.fal import webhooks
 from fal_mcp.fal.client import FalClient
-from fal_mcp.fal.errors import FalValidationError
+from fal_mcp.fal.errors import FalNotFoundError, FalValidationError
+from fal_mcp.fal.queue_status import QueueStatus
 from fal_mcp.fal.webhooks import (
     KeysUnavailable,
     MalformedDelivery,
@@ -34,11 +35,14 @@ from fal_mcp.fal.webhooks import (
     read_jwks,
     signed_message,
 )
-from fal_mcp.jobs.deliveries import pushed
+from fal_mcp.jobs.deliveries import pushed, pushed_or_followed
+from fal_mcp.jobs.state import AppState
 from fal_mcp.jobs.waiting import history_state
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.sandbox.webhooks.signing import WebhookSigner, user_id_of
-from fal_mcp.store.deliveries import Delivery
+from fal_mcp.settings import Settings
+from fal_mcp.store.deliveries import Awaited, Delivery
+from fal_mcp.store.opening import open_file_store
 from tests.conftest import settings_for
 
 RID = "4d7b8f0e-1c2a-4b3c-9d8e-0f1a2b3c4d5e"
@@ -175,6 +179,32 @@ def test_a_delivered_cancellation_is_a_cancelled_request() -> None:
 def test_an_output_fal_could_not_deliver_is_fetched_from_fal() -> None:
     got = pushed(delivery({"status": "OK", "payload": None, "payload_error": "not JSON serializable"}))
     assert not got.has_output and got.failure is None and history_state(got.status) == "COMPLETED"
+
+
+@pytest.mark.anyio
+async def test_after_the_grace_period_a_failure_of_following_the_job_is_raised_as_itself() -> None:
+    """No delivery came and fal no longer knows the request: the caller gets fal's error, not an exception group."""
+    store = open_file_store(None)
+    state = AppState(Settings(_env_file=None, webhook_grace_s=0.05), store=store)  # pyright: ignore[reportCallIssue]
+
+    async def following(left_s: float) -> QueueStatus:
+        raise FalNotFoundError(404, "Request not found")
+
+    awaited = Awaited(RID, "partition", "fal-ai/flux/schnell", time.time())
+    try:
+        with anyio.fail_after(5), pytest.raises(FalNotFoundError):
+            await pushed_or_followed(state, awaited, 3, following)
+        await store.deliveries.record(RID, {"status": "OK", "payload": {"images": []}})
+
+        async def slow(left_s: float) -> QueueStatus:
+            await anyio.sleep(left_s)
+            return QueueStatus(status="IN_PROGRESS")
+
+        with anyio.fail_after(2):
+            got = await pushed_or_followed(state, awaited, 30, slow)  # the delivery ends a follow under way
+        assert not isinstance(got, QueueStatus) and got is not None and got.output == {"images": []}
+    finally:
+        store.close()
 
 
 # -- the JWKS -----------------------------------------------------------------------------------------------------

@@ -163,6 +163,7 @@ async def pushed_or_followed(
     grace_left = awaited.submitted_at + state.settings.webhook_grace_s - time.time()
     store_failed = anyio.Event()
     found: list[Pushed | QueueStatus] = []
+    failed: list[Exception] = []  # raised as itself below, not inside the task group's ExceptionGroup
 
     async with anyio.create_task_group() as group:
 
@@ -183,9 +184,14 @@ async def pushed_or_followed(
             left = deadline - anyio.current_time()
             if left <= 0:
                 return
-            found.append(await following(left))
+            try:
+                found.append(await following(left))
+            except Exception as exc:
+                failed.append(exc)
             group.cancel_scope.cancel()
 
         group.start_soon(watch)
         group.start_soon(fall_back)
+    if failed:
+        raise failed[0]
     return found[0] if found else None
