@@ -8,6 +8,7 @@
 - memory       RSS of an HTTP fal-mcp over 11,000 mixed calls                                (memory.py)
 - long_jobs    following a job to its output, against fal-client's subscribe                (long_jobs.py)
 - requests_per_job  requests to fal per completed job over 120 sequential run-model jobs (requests_per_job.py)
+- webhooks     the webhook path: requests to fal per job, delivery to client latency           (webhooks.py)
 - history      list-requests for every filter at 1,000,000 SQLite rows, at 100,000 on both backends (history.py)
 - attacks      a legitimate caller's latency alone and under three denial-of-service attacks (attacks.py)
 - oauth        the per-call cost of checking an access token, against --auth token          (oauth.py)
@@ -44,6 +45,7 @@ import replicas
 import requests_per_job
 import rig
 import throughput
+import webhooks
 
 BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "cold_start": cold_start.run,
@@ -52,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[bool], rig.Report]] = {
     "memory": memory.run,
     "long_jobs": long_jobs.run,
     "requests_per_job": requests_per_job.run,
+    "webhooks": webhooks.run,
     "history": history.run,
     "attacks": attacks.run,
     "oauth": oauth.run,

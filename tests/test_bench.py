@@ -20,6 +20,7 @@ EVERY_BENCHMARK = {
     "memory",
     "long_jobs",
     "requests_per_job",
+    "webhooks",
     "history",
     "attacks",
     "oauth",

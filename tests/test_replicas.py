@@ -32,6 +32,7 @@ from tests.postgres import Cluster, Relay
 from tests.tasks_client import TASKS, CancelTask, CreatedTask, GetTask, TaskIdParams
 from tests.test_auth import run_cli
 from tests.test_tools import error_text, structured
+from tests.test_webhooks import delivered, fal_requests, free_port, outcome, post
 
 pytestmark = pytest.mark.anyio
 
@@ -51,11 +52,11 @@ def replica_env(sandbox: SandboxServer, database_url: str, **extra: str) -> dict
     )
 
 
-def replica(env: dict[str, str], home: Path) -> HttpServer:
+def replica(env: dict[str, str], home: Path, *args: str) -> HttpServer:
     """A replica as a container runs it: its own folder (and state directory), only the database shared."""
     home = home / f"replica-{len(list(home.glob('replica-*')))}"
     home.mkdir()
-    return start_http_server({**env, "FAL_MCP_STATE_DIR": str(home / "state")}, home, "--stateless", "--rest")
+    return start_http_server({**env, "FAL_MCP_STATE_DIR": str(home / "state")}, home, "--stateless", "--rest", *args)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +189,44 @@ async def test_a_replica_killed_mid_wait_loses_nothing(
         orphan = await task_call(on_b, GetTask, created.task_id)
     assert result["status"] == "COMPLETED" and result["output"]["video"]["url"]
     assert orphan["status"] == "failed" and "get-result (request_id='" in orphan["statusMessage"]
+
+
+async def test_a_webhook_delivered_to_one_replica_completes_the_call_waiting_on_the_other(
+    sandbox: SandboxServer, fake: FakeFal, cluster: Cluster, tmp_path: Path
+) -> None:
+    """Both replicas share the public URL, which (as a balancer might) sends fal's webhook to B while the run-model
+    waits on A: A's call completes from it without asking fal how the job went. Replaying B's delivery to A is a
+    duplicate (the store dedupes across replicas); a forged one and an old one are refused."""
+    public_port = free_port()
+    env = replica_env(
+        sandbox,
+        cluster.url(cluster.create_database()),
+        FAL_MCP_PUBLIC_URL=f"http://127.0.0.1:{public_port}",
+        FAL_MCP_WEBHOOK_JWKS_URL=sandbox.jwks_url,
+    )
+    a, b = replica(env, tmp_path, "-v"), replica(env, tmp_path, "--port", str(public_port), "-v")
+    try:
+        async with bearer_client(a.url, SANDBOX_KEY) as on_a:
+            await on_a.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "warm-up"}})  # schema, price
+            mark = len(fake.requests)
+            result = structured(await on_a.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "pushed"}}))
+        rid = result["request_id"]
+        attempt = await delivered(fake, rid)
+        replayed = await post(a, attempt.content, dict(attempt.headers))
+        forged = await post(a, outcome(rid), dict(attempt.headers))
+        stale = await post(a, attempt.content, {**attempt.headers, "x-fal-webhook-timestamp": "1700000000"})
+    finally:
+        a.stop()
+        b.stop()
+    assert result["status"] == "COMPLETED" and result["output"] == attempt.body["payload"]
+    assert attempt.url == f"http://127.0.0.1:{public_port}/webhooks/fal"  # B's route took it
+    assert fal_requests(fake, mark) == ["submit"]  # no status, stream nor result: zero status requests to fal
+    assert (
+        f"webhook delivery for {rid} accepted" in b.stderr()
+        and f"webhook delivery for {rid} accepted" not in a.stderr()
+    )
+    assert (replayed.status_code, replayed.json()) == (200, {"status": "duplicate"})
+    assert (forged.status_code, stale.status_code) == (401, 401)
 
 
 async def test_without_its_database_a_replica_says_which_setting_and_recovers(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import itertools
 import json
@@ -18,11 +20,14 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fal_mcp.sandbox import LOCKED_KEY, NGINX_503, SANDBOX_KEY, Chaos, FakeFal, Fault, SandboxServer
 from fal_mcp.sandbox.models.inputs import Field, parse_body, validate
 from fal_mcp.sandbox.models.png import encode_png, picture
 from fal_mcp.sandbox.routing import Target, base_app_id, classify
+from fal_mcp.sandbox.webhooks.delivery import refusal
 
 OTHER_KEY = "other-key-id:other-key-secret"
 FLUX = "fal-ai/flux/schnell"
@@ -575,11 +580,16 @@ def test_start_deadline_expires_in_queue(client: httpx.Client, server: SandboxSe
 
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    failing: ClassVar[int] = 0
+    """Answer 500 to this many deliveries first (-1: to every one)."""
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         self.received.append(({name.lower(): value for name, value in self.headers.items()}, body))
-        self.send_response(200)
+        failing = type(self).failing
+        if failing:
+            type(self).failing = failing - 1 if failing > 0 else failing
+        self.send_response(500 if failing else 200)
         self.send_header("content-length", "0")
         self.end_headers()
 
@@ -590,6 +600,7 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     _Receiver.received = []
+    _Receiver.failing = 0
     http = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -619,6 +630,93 @@ def test_webhook_is_posted_without_authorization(
     assert error["payload"]["detail"][0]["loc"] == ["body", "prompt"]
     wait_until(lambda: len(fake.webhook_deliveries) == 2)  # recorded once the receiver has answered
     assert {delivery.status_code for delivery in fake.webhook_deliveries} == {200}
+
+
+def verify_as_the_reference_says(jwks: dict[str, Any], headers: dict[str, str], body: bytes) -> str:
+    """The `kid` of the published key that signed this delivery (reference 8.1), checked from first principles."""
+    message = "\n".join(
+        [
+            headers["x-fal-webhook-request-id"],
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            hashlib.sha256(body).hexdigest(),
+        ]
+    ).encode()
+    for key in jwks["keys"]:
+        assert (key["kty"], key["crv"]) == ("OKP", "Ed25519")
+        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(key["x"] + "=" * (-len(key["x"]) % 4)))
+        try:
+            public.verify(bytes.fromhex(headers["x-fal-webhook-signature"]), message)
+        except InvalidSignature:
+            continue
+        return key["kid"]
+    raise AssertionError("no published key signed this delivery")
+
+
+def test_webhooks_are_signed_with_a_key_the_sandbox_publishes(
+    client: httpx.Client, anonymous: httpx.Client, server: SandboxServer, fake: FakeFal, receiver: tuple[str, Any]
+) -> None:
+    url, received = receiver
+    jwks = anonymous.get(f"{server.rest_url}/.well-known/jwks.json")  # public, as fal's keys are
+    assert jwks.status_code == 200 and len(jwks.json()["keys"]) == 1
+    first = submit(client, server, FLUX, {"prompt": "x"}, params={"fal_webhook": url})
+    wait_until(lambda: len(received) == 1)
+    headers, body = received[0]
+    assert headers["x-fal-webhook-request-id"] == first["request_id"] == json.loads(body)["request_id"]
+    assert abs(int(headers["x-fal-webhook-timestamp"]) - time.time()) < 10
+    assert headers["x-fal-webhook-user-id"].startswith("sandbox-user-")
+    assert verify_as_the_reference_says(jwks.json(), headers, body) == fake.webhook_signer.kid
+
+    published = fake.webhook_signer.rotate()  # a rotation: the new key signs, both are published
+    hidden_before = anonymous.get(f"{server.rest_url}/.well-known/jwks.json").json()
+    assert [key["kid"] for key in hidden_before["keys"]] == [published, jwks.json()["keys"][0]["kid"]]
+    fake.webhook_signer.rotate(publish=False)  # a key nobody can know
+    second = submit(client, server, FLUX, {"prompt": "y"}, params={"fal_webhook": url})
+    wait_until(lambda: len(received) == 2)
+    headers, body = received[1]
+    assert headers["x-fal-webhook-request-id"] == second["request_id"]
+    with pytest.raises(AssertionError, match="no published key"):
+        verify_as_the_reference_says(anonymous.get(f"{server.rest_url}/.well-known/jwks.json").json(), headers, body)
+    fake.reset()  # back to the first key, alone
+    assert anonymous.get(f"{server.rest_url}/.well-known/jwks.json").json() == jwks.json()
+
+
+def test_a_webhook_is_retried_until_the_receiver_takes_it(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal, receiver: tuple[str, Any]
+) -> None:
+    url, received = receiver
+    _Receiver.failing = 2
+    submitted = submit(client, server, FLUX, {"prompt": "x"}, params={"fal_webhook": url})
+    wait_until(lambda: len(fake.webhook_deliveries) == 3, timeout=10)  # 10 s and 20 s (x 0.02) later
+    attempts = [(d.attempt, d.status_code) for d in fake.webhook_deliveries]
+    assert attempts == [(1, 500), (2, 500), (3, 200)]
+    assert {json.loads(body)["request_id"] for _, body in received} == {submitted["request_id"]}
+    gaps = [later.sent_at - earlier.sent_at for earlier, later in itertools.pairwise(fake.webhook_deliveries)]
+    assert gaps[0] >= 10 * SCALE * 0.9 and gaps[1] >= 20 * SCALE * 0.9  # fal's schedule, scaled
+    delivered = fake.webhook_deliveries[-1]
+    assert delivered.content == received[-1][1]  # the exact bytes, for a test to replay
+    assert delivered.headers["x-fal-webhook-request-id"] == submitted["request_id"]
+
+
+def test_a_webhook_nobody_takes_is_given_up_after_fals_ten_retries(
+    client: httpx.Client, server: SandboxServer, fake: FakeFal, receiver: tuple[str, Any]
+) -> None:
+    url, received = receiver
+    _Receiver.failing = -1
+    fake.time_scale = 0.0005  # the two hours of retries in about three seconds
+    submit(client, server, FLUX, {"prompt": "x"}, params={"fal_webhook": url})
+    wait_until(lambda: len(fake.webhook_deliveries) == 11, timeout=20)
+    time.sleep(1.0)
+    assert [d.attempt for d in fake.webhook_deliveries] == list(range(1, 12))
+    assert {d.status_code for d in fake.webhook_deliveries} == {500} and len(received) == 11
+
+
+def test_an_operators_webhook_url_is_delivered_to_whatever_its_host() -> None:
+    """`webhook_urls` are fal-mcp's own public webhook, named by its operator, not chosen by a caller."""
+    public = "https://mcp.example.com/webhooks/fal"
+    assert refusal(public, "/webhooks/fal", {public}) is None
+    assert refusal("https://mcp.example.com/other", "/webhooks/fal", {public}) is not None
+    assert refusal(public, "/webhooks/fal") is not None
 
 
 # -- faults -------------------------------------------------------------------------------------

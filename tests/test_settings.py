@@ -210,6 +210,12 @@ def test_key_never_prints(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("FAL_MCP_WAIT_S", "-1"),
         ("HTTPS_PROXY", "ftp://proxy.example"),
         ("FAL_MCP_CALL_DEADLINE_S", "0"),
+        ("FAL_MCP_PUBLIC_URL", "mcp.example.com"),
+        ("FAL_MCP_PUBLIC_URL", "https://user:pw@mcp.example.com"),
+        ("FAL_MCP_PUBLIC_URL", "https://mcp.example.com/?x=1"),
+        ("FAL_MCP_WEBHOOK_JWKS_URL", "http://keys.example.com/jwks.json"),  # keys that decide trust: https only
+        ("FAL_MCP_WEBHOOK_JWKS_URL", "ftp://rest.alpha.fal.ai/jwks.json"),
+        ("FAL_MCP_WEBHOOK_GRACE_S", "-1"),
     ],
 )
 def test_invalid_values_are_refused(workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -226,3 +232,39 @@ def test_base_urls_keep_their_path_prefix(workdir: Path, monkeypatch: pytest.Mon
 def test_constructor_keywords_for_tests() -> None:
     settings = Settings(_env_file=None, fal_key=KEY, queue_url="http://127.0.0.1:1/q")  # pyright: ignore[reportCallIssue]
     assert settings.key is not None and settings.queue_url == "http://127.0.0.1:1/q"
+
+
+def test_the_webhook_settings(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load()
+    assert settings.public_url is None and settings.webhook_grace_s == 30
+    assert settings.webhook_jwks_url == "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    monkeypatch.setenv("FAL_MCP_PUBLIC_URL", " https://mcp.example.com/team/ ")
+    monkeypatch.setenv("FAL_MCP_WEBHOOK_JWKS_URL", "http://127.0.0.1:9/rest/.well-known/jwks.json")  # the sandbox
+    settings = load()
+    assert settings.public_url == "https://mcp.example.com/team"
+    assert settings.webhook_jwks_url == "http://127.0.0.1:9/rest/.well-known/jwks.json"
+    monkeypatch.setenv("FAL_MCP_PUBLIC_URL", "")
+    assert load().public_url is None
+
+
+@pytest.mark.parametrize(
+    ("public_url", "transport", "queue_url", "asked"),
+    [
+        (None, "http", "https://queue.fal.run", None),
+        ("https://mcp.example.com", "http", "https://queue.fal.run", "https://mcp.example.com/webhooks/fal"),
+        ("https://mcp.example.com/team", "http", "https://queue.fal.run", "https://mcp.example.com/team/webhooks/fal"),
+        ("https://203.0.113.9:8443", "http", "https://queue.fal.run", None),  # documentation range: not global
+        ("https://8.8.8.8", "http", "https://queue.fal.run", "https://8.8.8.8/webhooks/fal"),
+        ("https://mcp.example.com", "stdio", "https://queue.fal.run", None),  # nothing serves the route
+        ("http://localhost:8080", "http", "https://queue.fal.run", None),  # fal cannot reach it: no 30 s wait
+        ("http://10.0.0.5:8000", "http", "https://queue.fal.run", None),
+        ("http://127.0.0.1:8000", "http", "http://127.0.0.1:9/queue", "http://127.0.0.1:8000/webhooks/fal"),  # sandbox
+    ],
+)
+def test_fal_is_asked_for_our_webhook_only_where_it_can_deliver(
+    public_url: str | None, transport: str, queue_url: str, asked: str | None
+) -> None:
+    from fal_mcp.jobs.deliveries import webhook_url
+
+    settings = Settings(_env_file=None, public_url=public_url, transport=transport, queue_url=queue_url)  # pyright: ignore[reportCallIssue]
+    assert webhook_url(settings) == asked

@@ -272,6 +272,22 @@ async def test_a_delivery_is_kept_once_and_wakes_a_wait_on_another_replica(
     assert await waiting.wait("rid-2", 0.1) is None
 
 
+async def test_a_request_awaiting_the_webhook_is_known_to_every_replica_and_pruned_with_age(opener: Opener) -> None:
+    submitting, receiving = Deliveries(opener()), Deliveries(opener())
+    await submitting.expect("rid-1", "partition-a", "fal-ai/flux/schnell")
+    await submitting.expect("rid-1", "partition-b", "fal-ai/other")  # the first note stands
+    awaited = await receiving.awaited("rid-1")
+    assert awaited is not None and (awaited.partition, awaited.endpoint_id) == ("partition-a", "fal-ai/flux/schnell")
+    assert abs(awaited.submitted_at - time.time()) < 60
+    assert await receiving.awaited("rid-2") is None
+    await receiving.record("rid-1", {"status": "OK", "payload": {}})
+    database = receiving.database
+    later = time.time() + deliveries_module.KEEP_S + 1
+    assert database.run_blocking(lambda db: deliveries_module.prune(db, time.time())) == 0
+    assert database.run_blocking(lambda db: deliveries_module.prune(db, later)) == 2  # the note and the delivery
+    assert await submitting.awaited("rid-1") is None and await submitting.get("rid-1") is None
+
+
 async def test_processes_starting_at_once_migrate_once(opener: Opener) -> None:
     errors: list[BaseException] = []
     opened: list[Database] = []

@@ -77,13 +77,17 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
     if not settings.sandbox:
         yield settings
         return
+    from fal_mcp.jobs.deliveries import WEBHOOK_PATH
     from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, SandboxServer
 
     redactor.add(SANDBOX_KEY)  # a key like any other: callers of --sandbox --auth fal-key send it too
     # Served to the network, the callers choosing webhook URLs may be remote: then the fake delivers webhooks only
     # to fal-mcp's own route on loopback, never to whatever else listens there.
     remote = settings.transport == "http" and not is_loopback(settings.host)
-    with SandboxServer(FakeFal(webhook_path="/webhooks/fal" if remote else None)) as fake:
+    # With a public URL the fake pushes outcomes to this server's own webhook there (which no caller chooses), signed
+    # with its own key, and the server checks them against the fake's keys.
+    ours = (settings.public_url + WEBHOOK_PATH,) if settings.public_url and settings.transport == "http" else ()
+    with SandboxServer(FakeFal(webhook_path=WEBHOOK_PATH if remote else None, webhook_urls=ours)) as fake:
         logger.warning("sandbox: fake fal on %s; nothing leaves this machine and nothing is billed", fake.url)
         # With --auth fal-key the callers bring the key (the sandbox's own); the server still holds none.
         key = None if settings.auth == "fal-key" else SecretStr(SANDBOX_KEY)
@@ -97,6 +101,7 @@ def sandboxed(settings: Settings) -> Generator[Settings]:
                 "fal_key_id": None,
                 "fal_key_secret": None,
                 "admin_key": SecretStr(SANDBOX_ADMIN_KEY),  # the sandbox's charges, read as fal's are
+                "webhook_jwks_url": fake.jwks_url,
                 # the fake lives in this process: no proxy in between (one could not reach our loopback anyway)
                 "https_proxy": None,
                 "http_proxy": None,

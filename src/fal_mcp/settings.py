@@ -36,6 +36,7 @@ DEFAULT_RUN_URL = "https://fal.run"
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 DEFAULT_API_URL = "https://api.fal.ai"
 DEFAULT_REST_URL = "https://rest.fal.ai"
+DEFAULT_WEBHOOK_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 DOTENV = ".env"
 PREFIX = "FAL_MCP_"
 
@@ -332,8 +333,10 @@ class Settings(BaseModel):
         default=30.0, gt=0, description="time a client has to send a request's headers and body"
     )
 
-    # -- sign-in through the team's OAuth 2.1 / OpenID provider (auth=oauth); only from the real environment --
+    # -- the URL clients (and fal's webhooks) reach this server at; only from the real environment --
     public_url: str | None = Field(default=None, description="the URL clients reach this server at (https)")
+
+    # -- sign-in through the team's OAuth 2.1 / OpenID provider (auth=oauth); only from the real environment --
     oauth_issuer: str | None = Field(default=None, description="the identity provider's issuer URL")
     oauth_audience: str | None = Field(
         default=None, description="the audience access tokens must name (default: <public_url>/mcp)"
@@ -342,6 +345,40 @@ class Settings(BaseModel):
     oauth_user_claim: str = Field(default="sub", min_length=1, description="the claim that names the user")
     oauth_client_id: str | None = Field(default=None, description="for introspecting opaque tokens (RFC 7662)")
     oauth_client_secret: SecretStr | None = Field(default=None, description="that client's secret")
+
+    # -- webhooks: fal pushes a request's outcome to <public_url>/webhooks/fal instead of being polled --
+    webhook_jwks_url: str = Field(
+        default=DEFAULT_WEBHOOK_JWKS_URL, description="where fal publishes the keys its webhooks are signed with"
+    )
+    webhook_grace_s: float = Field(
+        default=30.0, ge=0, description="how long a call waits for fal's webhook before it also asks fal"
+    )
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: object) -> object:
+        """An http(s) base URL, without credentials, query or fragment; blank means unset, a trailing / goes."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip().rstrip("/")
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the http(s) URL clients reach this server at, such as https://mcp.example.com")
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            raise ValueError("must be a plain base URL: no user:password@, no ?query, no #fragment")
+        return value
+
+    @field_validator("webhook_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        """The keys decide which deliveries are trusted: https, or loopback (the sandbox's)."""
+        value = value.strip()
+        parts = urlsplit(value)
+        if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname or ""))):
+            raise ValueError(f"must be an https URL such as {DEFAULT_WEBHOOK_JWKS_URL} (http only on loopback)")
+        return value
 
     # -- models, uploads, previews --
     models_cache_ttl_s: float = Field(

@@ -221,19 +221,40 @@ def decode_response_error(response: httpx.Response) -> FalAPIError:
         body: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = response.text
-    detail_value = json_field(body, "detail")
-    field_errors = decode_field_errors(cast(list[Any], detail_value)) if isinstance(detail_value, list) else ()
-    raw_type = json_field(body, "error_type")
-    error_type = str(raw_type) if raw_type else response.headers.get("x-fal-error-type")
-    status = response.status_code
-    cls = _STATUS_CLASSES.get(status) or (FalServerError if status >= 500 or status == 499 else FalAPIError)
-    return cls(
-        status,
-        _detail_text(body, field_errors, response.reason_phrase or "no detail"),
-        error_type=error_type,
+    return api_error(
+        response.status_code,
+        body,
+        reason=response.reason_phrase or "no detail",
+        error_type=response.headers.get("x-fal-error-type"),
         request_id=response.headers.get("x-fal-request-id"),
         retry_after=parse_retry_after(response.headers.get("retry-after")),
         timeout_type=response.headers.get("x-fal-request-timeout-type"),
+    )
+
+
+def api_error(
+    status: int,
+    body: Any,
+    *,
+    reason: str,
+    error_type: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    timeout_type: str | None = None,
+) -> FalAPIError:
+    """The `FalAPIError` subclass for an error status and its body, wherever fal told it (an HTTP answer, or the
+    status code a webhook names); the body's `error_type` wins over the one given."""
+    detail_value = json_field(body, "detail")
+    field_errors = decode_field_errors(cast(list[Any], detail_value)) if isinstance(detail_value, list) else ()
+    raw_type = json_field(body, "error_type")
+    cls = _STATUS_CLASSES.get(status) or (FalServerError if status >= 500 or status == 499 else FalAPIError)
+    return cls(
+        status,
+        _detail_text(body, field_errors, reason),
+        error_type=str(raw_type) if raw_type else error_type,
+        request_id=request_id,
+        retry_after=retry_after,
+        timeout_type=timeout_type,
         field_errors=field_errors,
         body=body,
     )

@@ -30,6 +30,7 @@ from fal_mcp.fal.client import CANCELLATION_REQUESTED, RequestOptions
 from fal_mcp.fal.endpoint import EndpointId, InvalidIdError, check_request_id, resolve_endpoint
 from fal_mcp.fal.errors import FalAPIError, FalError, FalNotFoundError, FalRequestFailed, answer_lost
 from fal_mcp.fal.queue_status import COMPLETED, QueueStatus
+from fal_mcp.jobs import deliveries
 from fal_mcp.jobs.cost import estimates
 from fal_mcp.jobs.cost.estimates import Estimate
 from fal_mcp.jobs.cost.limits import UNLIMITED, Spend
@@ -38,7 +39,8 @@ from fal_mcp.jobs.preflight import check_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
 from fal_mcp.jobs.uploads import RootsSource, Uploader
-from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow
+from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow, history_state
+from fal_mcp.store.database import StoreUnavailable
 from fal_mcp.store.history import SpendLimit
 from fal_mcp.store.records import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, media_urls
 
@@ -55,6 +57,9 @@ class Listener(Protocol):
 
     async def status(self, status: QueueStatus) -> None: ...
 
+    async def awaiting_webhook(self) -> None:
+        """The call waits for fal to push the outcome (a webhook): fal is not asked, so no state is known."""
+
 
 def continue_hint(endpoint: EndpointId, request_id: str, status: QueueStatus, waited_s: float) -> str:
     return (
@@ -62,15 +67,6 @@ def continue_hint(endpoint: EndpointId, request_id: str, status: QueueStatus, wa
         f"Call get-result with request_id='{request_id}' and endpoint_id='{endpoint}' (wait_s>0 to wait), "
         "or cancel it."
     )
-
-
-def history_state(status: QueueStatus) -> str:
-    """How the history names a status: fal's own states, with failures and cancellations told apart."""
-    if not status.is_terminal:
-        return status.status
-    if status.error_type == "client_cancelled":
-        return CANCELLED
-    return FAILED if status.failed else COMPLETED
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +187,18 @@ class Operations:
     ) -> SubmitResult:
         payload, estimate = await self._admit(endpoint, payload, validate=validate, spend=spend)
         history, partition = self.state.history, self.caller.partition
+        ours = deliveries.webhook_url(self.state.settings) if webhook_url is None else None  # fal takes one
         async with self.state.guards.starting(partition, self.caller.fal, endpoint, payload) as start:
             row = await self._record(endpoint, payload, origin, estimate)
             try:
-                submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url)
+                submitted = await self.caller.fal.submit(endpoint, payload, options, webhook_url=webhook_url or ours)
             except BaseException as exc:
                 await self._sent_but_failed(row, exc, ran_synchronously=False)
                 raise
             start.queued(endpoint, submitted.request_id)
         await history.sent(row, submitted.request_id, submitted.status)
+        if ours is not None:  # after the history row has its id: the delivery may already be on its way
+            await self._expect_webhook(endpoint, submitted.request_id)
         return SubmitResult(
             endpoint_id=str(endpoint),
             request_id=submitted.request_id,
@@ -211,6 +210,13 @@ class Operations:
             estimated_cost_usd=estimate.usd,
             estimate_basis=estimate.basis,
         )
+
+    async def _expect_webhook(self, endpoint: EndpointId, request_id: str) -> None:
+        """Note that fal will push this request's outcome here, so any replica can take it and a wait can use it."""
+        try:
+            await self.state.store.deliveries.expect(request_id, self.caller.partition, str(endpoint))
+        except StoreUnavailable as exc:  # the webhook will find no note (404): the call follows the job at fal
+            logger.warning("request %s: cannot note that fal will push its outcome (%s)", request_id, exc)
 
     async def _record(
         self, endpoint: EndpointId, payload: Mapping[str, Any], origin: str, estimate: Estimate
@@ -322,19 +328,37 @@ class Operations:
         started = anyio.current_time()
         recorder = _Recorder(self, request_id, listener)
         status: QueueStatus | None = None
-        if budget_s > 0:
+        awaited = (  # submitted with our webhook: fal pushes its outcome, whichever replica receives it
+            await deliveries.awaited_by(self.state, self.caller.partition, request_id)
+            if self.state.settings.public_url
+            else None
+        )
+        got = await deliveries.delivered(self.state, request_id) if awaited is not None else None
+        if got is None and budget_s > 0:
+
+            def following(left_s: float) -> Awaitable[QueueStatus]:
+                return self._asked(
+                    follow(fal, endpoint, request_id, budget_s=left_s, logs=logs, on_status=recorder.heard), request_id
+                )
+
             try:
                 if started_here and listener is not None:
                     await listener.submitted(endpoint, request_id)
                 with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
-                    status = await self._asked(
-                        follow(fal, endpoint, request_id, budget_s=budget_s, logs=logs, on_status=recorder.heard),
-                        request_id,
-                    )
+                    if awaited is None:
+                        status = await following(budget_s)
+                    else:
+                        if listener is not None:
+                            await listener.awaiting_webhook()
+                        outcome = await deliveries.pushed_or_followed(self.state, awaited, budget_s, following)
+                        got, status = (outcome, None) if isinstance(outcome, deliveries.Pushed) else (None, outcome)
             except anyio.get_cancelled_exc_class():
                 if started_here:
                     await self._abandon(endpoint, request_id)
                 raise
+        if got is not None:
+            await recorder.heard(got.status)
+            return await self._pushed_result(endpoint, request_id, got)
         if status is None:
             status = await self._asked(fal.status(endpoint, request_id, logs=logs), request_id)
             await recorder.heard(status)
@@ -358,6 +382,16 @@ class Operations:
         # The reply need not wait for the disk: the request's row (with its id) was written at submit.
         self.state.history.observe_soon(self.caller.partition, request_id, COMPLETED, output=envelope.output)
         return envelope
+
+    async def _pushed_result(self, endpoint: EndpointId, request_id: str, got: deliveries.Pushed) -> RequestResult:
+        """The answer fal's webhook gave: its output (fetched from fal only when fal could not push it), or its
+        failure, as the streaming path would have answered."""
+        if got.failure is not None:
+            await self.remember(request_id, got.status)
+            raise got.failure
+        output = got.output if got.has_output else await fetch_output(self.caller.fal, endpoint, request_id, got.status)
+        self.state.history.observe_soon(self.caller.partition, request_id, COMPLETED, output=output)
+        return RequestResult(endpoint_id=str(endpoint), request_id=request_id, status=COMPLETED, output=output)
 
     async def _asked(self, asking: Awaitable[QueueStatus], request_id: str) -> QueueStatus:
         """A status from fal; one that says the job ended (or that fal does not know it) is told to the guards, so

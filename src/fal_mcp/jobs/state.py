@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from fal_mcp.fal.client import FalClient
     from fal_mcp.fal.storage import FalStorage
+    from fal_mcp.fal.webhooks import SigningKeys
     from fal_mcp.jobs.catalog import ModelCatalog
     from fal_mcp.jobs.cost.charges import Charges
     from fal_mcp.jobs.cost.limits import Budget, CostLimits
@@ -165,6 +166,13 @@ class AppState:
         from fal_mcp.media.previews import PreviewCache
 
         return PreviewCache()
+
+    @cached_property
+    def webhook_keys(self) -> SigningKeys:
+        """fal's webhook signing keys (`FAL_MCP_WEBHOOK_JWKS_URL`), fetched through the pool that holds no key."""
+        from fal_mcp.fal.webhooks import SigningKeys
+
+        return SigningKeys(self.settings.webhook_jwks_url, self.fal.public_http)
 
     def opened(self, part: str) -> bool:
         """Whether `part` ("fal", "store", ...) has been made yet."""

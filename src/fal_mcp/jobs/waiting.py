@@ -19,7 +19,8 @@ import anyio
 
 from fal_mcp.fal.endpoint import EndpointId
 from fal_mcp.fal.errors import FalAPIError, FalError, FalRequestFailed
-from fal_mcp.fal.queue_status import IN_PROGRESS, IN_QUEUE, QueueStatus
+from fal_mcp.fal.queue_status import COMPLETED, IN_PROGRESS, IN_QUEUE, QueueStatus
+from fal_mcp.store.records import CANCELLED, FAILED
 
 if TYPE_CHECKING:
     from fal_mcp.fal.client import FalClient
@@ -137,6 +138,15 @@ async def fetch_output(client: FalClient, endpoint: EndpointId, request_id: str,
         request_id=request_id,
         cause=cause,
     )
+
+
+def history_state(status: QueueStatus) -> str:
+    """How the history names a status: fal's own states, with failures and cancellations told apart."""
+    if not status.is_terminal:
+        return status.status
+    if status.error_type == "client_cancelled":
+        return CANCELLED
+    return FAILED if status.failed else COMPLETED
 
 
 def describe_state(status: QueueStatus) -> str:

@@ -51,7 +51,8 @@ from fal_mcp.sandbox.queue.status_stream import status_events
 from fal_mcp.sandbox.recording import RecordedRequest
 from fal_mcp.sandbox.routing import Route, Target, classify
 from fal_mcp.sandbox.storage.cdn import Storage
-from fal_mcp.sandbox.webhooks.delivery import WebhookDelivery, deliver_when_done
+from fal_mcp.sandbox.webhooks.delivery import WebhookDelivery, Webhooks, deliver_when_done
+from fal_mcp.sandbox.webhooks.signing import WebhookSigner
 
 logger = logging.getLogger("fal_mcp.sandbox")
 
@@ -67,19 +68,21 @@ BILLING_LAG_S = 2.0
 class FakeFal:
     """A fal.ai stand-in: the queue, synchronous runs, the platform API, storage and a CDN, over real HTTP once served.
 
-    `time_scale` multiplies every model duration when a job is created (0.02 makes the 18 s video
-    take 0.36 s; jobs already made keep their timeline). `clock` is the monotonic time source, which
-    a test may replace with one it advances by hand. `models` defaults to `default_models()` (see
-    `catalog` for overriding durations). `sse_ping_s` is the real-time silence before a stream ping.
+        `time_scale` multiplies every model duration when a job is created (0.02 makes the 18 s video
+        take 0.36 s; jobs already made keep their timeline). `clock` is the monotonic time source, which
+        a test may replace with one it advances by hand. `models` defaults to `default_models()` (see
+        `catalog` for overriding durations). `sse_ping_s` is the real-time silence before a stream ping.
 
-    Inspect `requests` (the latest `max_recorded` requests, in arrival order; each body cut to
-    `max_recorded_body` bytes), `jobs` (request id -> `Job`, the latest `max_jobs`), `webhook_deliveries`
-    (the latest `max_recorded`) and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
-    `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`. What it keeps is
-    bounded, so a sandbox left running (`fal-mcp --sandbox`) does not grow without end. Webhooks go only to
-    loopback addresses, and only to `webhook_path` there when it is set (see `webhooks.delivery`). Billing events
-    appear `billing_lag_s` (times `time_scale`) after a job completed, less `billing_discount_percent`; only
-    `admin_keys` may read them.
+        Inspect `requests` (the latest `max_recorded` requests, in arrival order; each body cut to
+        `max_recorded_body` bytes), `jobs` (request id -> `Job`, the latest `max_jobs`), `webhook_deliveries`
+        (the latest `max_recorded`) and `storage.files` (what was uploaded); steer with `inject(Fault(...))`,
+        `chaos = Chaos(...)` (random faults, each recorded), `clear_faults()` and `reset()`. What it keeps is
+        bounded, so a sandbox left running (`fal-mcp --sandbox`) does not grow without end. Webhooks go only to
+        loopback addresses, and only to `webhook_path` there when it is set, or to one of `webhook_urls` (fal-mcp's own
+    public webhook, named by its operator); they are signed by `webhook_signer`, whose keys the fake serves at
+    `<rest url>/.well-known/jwks.json` (see `webhooks`). Billing events
+        appear `billing_lag_s` (times `time_scale`) after a job completed, less `billing_discount_percent`; only
+        `admin_keys` may read them.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class FakeFal:
         max_recorded_body: int = 64 * 1024,
         max_jobs: int = 10_000,
         webhook_path: str | None = None,
+        webhook_urls: Iterable[str] = (),
     ) -> None:
         self.time_scale = time_scale
         self.catalog = Catalog(default_models() if models is None else models)
@@ -105,6 +109,8 @@ class FakeFal:
         self.max_recorded_body = max_recorded_body
         self.max_jobs = max_jobs
         self.webhook_path = webhook_path
+        self.webhook_urls = frozenset(webhook_urls)
+        self.webhook_signer = WebhookSigner()
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.webhook_deliveries: list[WebhookDelivery] = []
@@ -137,7 +143,9 @@ class FakeFal:
             return [recorded for recorded in self.requests if recorded.route == route]
 
     def reset(self) -> None:
-        """Forget requests, jobs, webhook deliveries and faults; billing back to its defaults."""
+        """Forget requests, jobs, webhook deliveries and faults; billing back to its defaults, signing back to the
+        first key alone."""
+        self.webhook_signer.reset()
         self.billing_lag_s = BILLING_LAG_S
         self.billing_discount_percent = 0.0
         with self._lock:
@@ -217,6 +225,8 @@ class FakeFal:
             return _answer(self.storage.signed_put(target.file_name or "", authorization, content_type, body))
         if target.route == "other":
             return _json(404, NOT_FOUND, str(uuid.uuid4()))
+        if target.route == "jwks":  # public, as fal's keys are
+            return _json(200, self.webhook_signer.jwks(), str(uuid.uuid4()))
         if target.route == "models" and authorization is None:
             return self._platform(target.route, request)  # listing models works without a key
         caller = self._keyring.identify(authorization)
@@ -312,7 +322,14 @@ class FakeFal:
         if job.sync:
             return await self._run(job, request)
         if job.webhook_url:
-            self._spawn(deliver_when_done(job, job.webhook_url, self.clock, self._record_delivery, self.webhook_path))
+            webhooks = Webhooks(
+                self.webhook_signer,
+                self._record_delivery,
+                self.webhook_path,
+                self.webhook_urls,
+                time_scale=lambda: self.time_scale,
+            )
+            self._spawn(deliver_when_done(job, job.webhook_url, self.clock, webhooks))
         return _json(200, job.submit_body(), request_id)
 
     async def _run(self, job: Job, request: Request) -> Response:

@@ -3,8 +3,9 @@
 Kept apart from the handlers so the URL grammar of fal (see the reference notes, section 1) is
 readable in one place: run and submit address the *full* endpoint id, while status, result and
 cancel address only the base app id (owner/alias, or namespace/owner/alias). The platform API
-(`/api/v1/models...`: listing, pricing, estimate, billing events), storage (`/rest/storage/...`), the CDN (`/cdn/files/...`) and signed upload
-URLs (`/signed/<token>`) have fixed paths (reference section 6 and 7).
+(`/api/v1/models...`: listing, pricing, estimate, billing events), storage (`/rest/storage/...`), the CDN (`/cdn/files/...`), signed upload
+URLs (`/signed/<token>`) and the webhook signing keys (`/rest/.well-known/jwks.json`) have fixed paths (reference
+sections 6, 7 and 8.1).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ Route = Literal[
     "cdn-upload",
     "upload-initiate",
     "signed-upload",
+    "jwks",
     "other",
 ]
 ROUTES: tuple[Route, ...] = get_args(Route)
@@ -39,6 +41,7 @@ _FIXED: dict[tuple[str, str], Route] = {
     ("POST", "rest/storage/auth/token"): "cdn-token",
     ("POST", "rest/storage/upload/initiate"): "upload-initiate",
     ("POST", "cdn/files/upload"): "cdn-upload",
+    ("GET", "rest/.well-known/jwks.json"): "jwks",
 }
 
 # Namespaces whose ids keep three segments in the base app id (fal_client `APP_NAMESPACES`).

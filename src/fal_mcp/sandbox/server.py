@@ -18,6 +18,7 @@ from types import TracebackType
 import uvicorn
 
 from fal_mcp.sandbox.app import FakeFal
+from fal_mcp.sandbox.webhooks.signing import JWKS_PATH
 
 logger = logging.getLogger("fal_mcp.sandbox")
 
@@ -66,6 +67,11 @@ class SandboxServer:
     def rest_url(self) -> str:
         """Base for the storage API, like https://rest.fal.ai (CDN token, upload initiate)."""
         return self.url + "/rest"
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the fake publishes the keys its webhooks are signed with (fal's are at rest.alpha.fal.ai)."""
+        return self.rest_url + JWKS_PATH
 
     @property
     def cdn_url(self) -> str:

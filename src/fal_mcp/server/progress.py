@@ -2,7 +2,8 @@
 
 Progress goes out only when the caller asked for it (a progress token; the SDK drops it otherwise). Values
 increase strictly, as the spec requires, and `total` stays unknown: a fal job has no known length. Messages
-are short and human: `queued, position 3`, `running`, each new log line when logs were asked for, and a
+are short and human: `queued, position 3`, `running`, each new log line when logs were asked for, `waiting for fal
+to report` while fal is to push the outcome (a webhook: fal is not asked, so no position is known), and a
 heartbeat (`still running, 35s`) whenever nothing else was said for a few seconds, because some clients
 give up on a call that has been silent for a minute and others reset their timer on every notification.
 A client that went away must not break the call, so a failed notification is logged and forgotten. Progress is
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_S = 4.0
 """Longest silence while waiting: under the 5 s the issue asks for, with room for a slow send."""
 MAX_LOG_LINES_PER_UPDATE = 5
+AWAITING_WEBHOOK = "waiting for fal to report"
 
 progress_sink: ContextVar[Callable[[str], None] | None] = ContextVar("progress_sink", default=None)
 """A second audience for progress messages: an MCP task shows them as its status message."""
@@ -92,6 +94,10 @@ class QueueProgress:
             await self.reporter.report(state)
         for line in new_lines[-MAX_LOG_LINES_PER_UPDATE:]:
             await self.reporter.report(f"{state}: {line.message[:200]}")
+
+    async def awaiting_webhook(self) -> None:
+        self._state = AWAITING_WEBHOOK
+        await self.reporter.report(AWAITING_WEBHOOK)
 
     @asynccontextmanager
     async def heartbeat(self) -> AsyncGenerator[None]:

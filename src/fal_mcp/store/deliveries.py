@@ -13,8 +13,12 @@ The interface the webhook route and the waiting path build on:
   recorded it, with SQLite from this process directly. A poll every `POLL_S` is the safety net (another process on
   the same SQLite file, a listener reconnecting). The caller bounds the wait and falls back to asking fal.
 
+- `expect(request_id, partition, endpoint_id)`: note that a request was submitted with this server's webhook, and
+  whose it is (the first note stands). `awaited(request_id) -> Awaited | None` reads it back on any replica: the
+  webhook route takes a delivery only for a request noted here, and records it in that partition's history.
+
 Deliveries are keyed by fal's request id alone (fal's webhook carries nothing else); the waiting path reads one
-only for a request it knows is its caller's. They are kept `KEEP_S` and then pruned.
+only for a request it knows is its caller's. Deliveries and notes are kept `KEEP_S` and then pruned.
 """
 
 from __future__ import annotations
@@ -41,12 +45,24 @@ class Delivery:
     received_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Awaited:
+    """A request submitted with this server's webhook: whose it is, and when it was sent."""
+
+    request_id: str
+    partition: str
+    endpoint_id: str
+    submitted_at: float
+
+
 def topic(request_id: str) -> str:
     return f"delivery:{request_id}"
 
 
 def prune(db: Link, now: float) -> int:
-    return db.execute("DELETE FROM deliveries WHERE received_at < ?", (now - KEEP_S,)).rowcount
+    """Drop the deliveries and notes older than `KEEP_S`; how many rows went."""
+    gone = db.execute("DELETE FROM deliveries WHERE received_at < ?", (now - KEEP_S,)).rowcount
+    return gone + db.execute("DELETE FROM awaited_deliveries WHERE submitted_at < ?", (now - KEEP_S,)).rowcount
 
 
 class Deliveries:
@@ -79,6 +95,26 @@ class Deliveries:
             return Delivery(request_id, json.loads(row[0]), float(row[1])) if row is not None else None
 
         return await self.database.run(get)
+
+    async def expect(self, request_id: str, partition: str, endpoint_id: str) -> None:
+        def expect(db: Link) -> None:
+            db.execute(
+                "INSERT INTO awaited_deliveries (request_id, partition, endpoint_id, submitted_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (request_id, partition, endpoint_id, time.time()),
+            )
+
+        await self.database.run(expect)
+
+    async def awaited(self, request_id: str) -> Awaited | None:
+        def awaited(db: Link) -> Awaited | None:
+            row = db.execute(
+                "SELECT partition, endpoint_id, submitted_at FROM awaited_deliveries WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+            return Awaited(request_id, str(row[0]), str(row[1]), float(row[2])) if row is not None else None
+
+        return await self.database.run(awaited)
 
     async def wait(self, request_id: str, timeout_s: float) -> Delivery | None:
         await self.database.listen()

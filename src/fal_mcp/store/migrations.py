@@ -153,6 +153,19 @@ def _shared_state(t: Types) -> list[str]:
     ]
 
 
+def _awaited(t: Types) -> list[str]:
+    return [
+        # requests submitted with this server's webhook: whose they are, so any replica can take fal's delivery
+        f"""CREATE TABLE IF NOT EXISTS awaited_deliveries (
+            request_id {t.text} PRIMARY KEY,
+            partition {t.text} NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            submitted_at {t.real} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS awaited_deliveries_by_age ON awaited_deliveries (submitted_at)",
+    ]
+
+
 Step = Callable[[sqlite3.Connection], None]
 
 
@@ -177,6 +190,7 @@ MIGRATIONS = (
     Migration(2, "owners and an index per filter", _owners_and_indexes_sqlite, _owners_and_indexes_postgres()),
     Migration(3, "what requests cost", _costs_sqlite, _costs_postgres()),
     Migration(4, "counters, tasks, deliveries, replicas", _statements(_shared_state(SQLITE)), _shared_state(POSTGRES)),
+    Migration(5, "requests awaiting fal's webhook", _statements(_awaited(SQLITE)), _awaited(POSTGRES)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

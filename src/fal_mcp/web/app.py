@@ -4,6 +4,8 @@
     /.well-known/oauth-protected-resource[/mcp]
                              with --auth oauth: the Protected Resource Metadata, public (`web.oauth`)
     /openapi.json            with --rest; public, it describes and holds nothing
+    /webhooks/fal            with FAL_MCP_PUBLIC_URL: the gate's Host and Origin check, but no credentials (fal
+                             proves itself with its signature, `web.webhooks`)
     everything else          the gate: Host and Origin against the allow-lists (421 / 403), then credentials
                              (401 with a `WWW-Authenticate: Bearer` challenge), then
         /v1/models/...       the REST surface (with --rest)
@@ -38,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fal_mcp.calls import calls
+from fal_mcp.jobs.deliveries import WEBHOOK_PATH
 from fal_mcp.jobs.state import IDENTITY_SCOPE_KEY, AppState, Identity, StateSlot
 from fal_mcp.logs import redactor
 from fal_mcp.server.build import create_server
@@ -48,6 +51,7 @@ from fal_mcp.web.openapi import openapi_document
 from fal_mcp.web.rest import PREFIX, RestApi, error_response
 from fal_mcp.web.serving import MCP_PATH, transport_security
 from fal_mcp.web.sessions import SessionQuota
+from fal_mcp.web.webhooks import WebhookRoute
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class HttpApp:
             RestApi(slot, max_body_bytes=settings.max_body_bytes, sandbox=settings.sandbox) if settings.rest else None
         )
         self._openapi: dict[str, Any] | None = None
+        self.webhooks = WebhookRoute(slot, settings) if settings.public_url else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,6 +141,9 @@ class HttpApp:
             return
         headers = Headers(scope=scope)
         refusal = screen(headers, self.security)
+        if refusal is None and path == WEBHOOK_PATH and self.webhooks is not None:
+            await self.webhooks(scope, receive, send)
+            return
         identity: Identity | None = None
         if refusal is None:
             authenticated = await self.policy.authenticate(headers)

@@ -181,14 +181,15 @@ def _flag(query: QueryParams, name: str, *, default: bool = False) -> bool:
     return value in ("1", "true")
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """A request body over the limit (declared or as it arrives): nothing of it is kept."""
 
 
-async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+    """The whole body, or `BodyTooLarge` as soon as it is known to exceed `limit` bytes."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+        raise BodyTooLarge
     body = bytearray()
     while True:
         message = await receive()
@@ -196,7 +197,7 @@ async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
             break
         body += message.get("body", b"")
         if len(body) > limit:
-            raise _TooLarge
+            raise BodyTooLarge
         if not message.get("more_body", False):
             break
     return bytes(body)
@@ -244,7 +245,7 @@ class RestApi:
                 return error_response(503, "the server is starting or stopping; retry shortly", error_type="not_ready")
             ops = Operations(state=state, caller=state.caller_for(identity))
             return await self._operate(ops, target, scope, receive)
-        except _TooLarge:
+        except BodyTooLarge:
             return error_response(
                 413,
                 f"{action}: the request body is larger than this server accepts "
@@ -312,7 +313,7 @@ class RestApi:
         )
         webhook = _option(_webhook, query.get("fal_webhook"), "fal_webhook")
         max_cost = _option(_max_cost, query.get("max_cost_usd"), "max_cost_usd")
-        body = await _read_body(receive, headers, self._max_body_bytes)
+        body = await read_body(receive, headers, self._max_body_bytes)
         try:
             payload: Any = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
