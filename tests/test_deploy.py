@@ -106,6 +106,19 @@ def test_nginx_conf_streams_and_passes_the_host_through() -> None:
     assert "non_idempotent" not in conf  # a submit is never re-sent to the other replica
 
 
+def test_nginx_conf_drops_slow_clients_and_limits_each_address() -> None:
+    """Behind the proxy every client has its address: slow senders and floods must be stopped there."""
+    conf = NGINX_CONF.read_text()
+    for timeout in ("client_header_timeout", "client_body_timeout"):
+        found = re.search(rf"^\s*{timeout} (\d+)s;", conf, flags=re.M)
+        assert found is not None and int(found.group(1)) <= 30, timeout
+    zones = re.findall(r"^\s*limit_(?:conn|req)_zone \$binary_remote_addr zone=(\w+):", conf, flags=re.M)
+    assert len(zones) == 2
+    assert re.search(rf"^\s*limit_conn {zones[0]} \d+;", conf, flags=re.M)
+    assert re.search(rf"^\s*limit_req zone={zones[1]} burst=\d+", conf, flags=re.M)
+    assert re.search(r"^\s*limit_req_status 429;", conf, flags=re.M)
+
+
 def docker_engine() -> str | None:
     """Why Docker cannot build here, or None when an engine answers."""
     if shutil.which("docker") is None:
