@@ -17,6 +17,7 @@ from mcp import Client
 from fal_mcp.jobs.guards import EndpointPolicy
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
+from fal_mcp.store.counters import Counters
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import HttpServer, bearer_client, connect, start_http_server
 from tests.test_tools import error_text, text_of
@@ -168,3 +169,26 @@ async def test_submits_per_minute_is_per_key_with_a_retry_time(rate_limited: Htt
     async with bearer_client(rate_limited.url, OTHER_KEY) as client:
         over = error_text(await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}}))
     assert over.startswith("run-model: this key may start at most 4 requests per minute")
+
+
+async def test_a_finished_job_is_reported_to_the_running_count_once(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking about a completed request again (a reader polling get-status) writes nothing more to the store: the
+    job stopped counting the first time it was seen to end, and a store write is a thread hop or a round trip."""
+    told: list[list[str]] = []
+    tell = Counters.ended
+
+    async def counted(self: Counters, partition: str, request_ids: list[str]) -> None:
+        told.append(request_ids)
+        await tell(self, partition, request_ids)
+
+    monkeypatch.setattr(Counters, "ended", counted)
+    async with Client(create_server(settings_for(sandbox, max_running_jobs=5))) as client:
+        ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
+        assert not ran.is_error, text_of(ran)
+        request_id = (ran.structured_content or {})["request_id"]
+        for _ in range(5):
+            status = await client.call_tool("get-status", {"endpoint_id": FLUX, "request_id": request_id})
+            assert (status.structured_content or {})["status"] == "COMPLETED"
+    assert told == [[request_id]]

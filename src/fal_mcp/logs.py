@@ -170,6 +170,8 @@ class SecretRedactor(logging.Filter):
 
     def scrub(self, text: str) -> str:
         """`text` with every key replaced by `[REDACTED]`."""
+        if len(text) < MIN_PART:  # shorter than any key or part of one hidden on its own (a field name, say)
+            return text
         for secret in self._own:
             if secret in text:
                 text = text.replace(secret, REDACTED)

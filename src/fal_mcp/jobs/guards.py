@@ -28,6 +28,7 @@ import fnmatch
 import json
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -190,6 +191,10 @@ class Start:
         self.request = (endpoint, request_id)
 
 
+TOLD_ENDED_KEPT = 4096
+"""How many ended jobs a process remembers having reported, the most recently asked about kept."""
+
+
 class Guards:
     """The checks of the module docstring; the counts live in the store (`store.counters`)."""
 
@@ -207,6 +212,9 @@ class Guards:
         self.max_input_bytes = max_input_bytes
         self.submits_per_minute = submits_per_minute
         self.max_running_jobs = max_running_jobs
+        # Jobs this process already told the store had ended: asking about a finished job again (get-status of a
+        # completed request, a reader polling) then costs no store write, which is a thread hop or a round trip.
+        self._told_ended: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings, counters: Counters) -> Guards:
@@ -267,10 +275,18 @@ class Guards:
         """A job of this key was seen to end (or was cancelled here, or fal does not know it): it stops counting."""
         if not self.max_running_jobs:
             return
+        told = (partition, request_id)
+        if told in self._told_ended:  # a request id is never submitted twice: once out, its job never counts again
+            self._told_ended.move_to_end(told)
+            return
         try:
             await self.counters.ended(partition, [request_id])
         except StoreUnavailable as exc:
             logger.warning("running-jobs count not updated: %s", exc)
+            return
+        self._told_ended[told] = None
+        if len(self._told_ended) > TOLD_ENDED_KEPT:
+            self._told_ended.popitem(last=False)
 
     async def _admit(self, partition: str, fal: FalClient, limits: Limits) -> str | None:
         try:

@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,7 +81,7 @@ class SqliteDatabase(Database):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             migrate_sqlite(db)
@@ -104,3 +105,21 @@ class SqliteDatabase(Database):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _use_wal(db: sqlite3.Connection, wait_s: float = 5.0) -> None:
+    """Switch the file to WAL, waiting out other processes doing the same at the same moment.
+
+    SQLite answers this pragma "database is locked" at once, without its busy timeout, while another connection
+    is switching the same new file, so processes started together (replicas, a client launching two servers)
+    would fail to open their history. A few short retries let the first one finish.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
