@@ -363,8 +363,8 @@ async def test_the_deadline_reaches_the_tool_and_spares_waits(sandbox: SandboxSe
 async def test_waiting_calls_do_not_starve_short_calls(sandbox: SandboxServer, fake: FakeFal) -> None:
     """One long job and 210 get-result calls waiting on it: once they held every pooled connection with a status
     stream each, and a submit queued behind them until their waits ended. Now streams have their own pool and slots
-    (4 per key here): the other waits poll, the submit is answered while every wait still waits, and each wait ends
-    as asked, with the job's handle."""
+    (4 per key here), and waits on the same request share one follow: the submit is answered while every wait
+    still waits, and each wait ends as asked, with the job's handle."""
     fake.time_scale = 3.0  # the video model: 18 s -> 54 s, longer than the waits
     settings = settings_for(sandbox, streams_per_key=4, max_streams=8, max_running_jobs=0)
     async with Client(create_server(settings)) as client:
@@ -373,15 +373,19 @@ async def test_waiting_calls_do_not_starve_short_calls(sandbox: SandboxServer, f
         request_id = submitted.structured_content["request_id"]
         waiting = {"request_id": request_id, "endpoint_id": str(VIDEO), "wait_s": 20}
         results: list[Any] = []
+        begun: set[int] = set()
 
-        async def wait() -> None:
-            results.append(await client.call_tool("get-result", waiting))
+        async def wait(n: int) -> None:
+            async def heard(progress: float, total: float | None, message: str | None) -> None:
+                begun.add(n)
+
+            results.append(await client.call_tool("get-result", waiting, progress_callback=heard))
 
         async with anyio.create_task_group() as waits:
-            for _ in range(210):
-                waits.start_soon(wait)
-            with anyio.fail_after(60):  # until every wait has begun: a stream each (up to the pool's 200), or polls
-                while len(fake.requests_for("stream")) < 200 and len(fake.requests_for("status")) < 206:
+            for n in range(210):
+                waits.start_soon(wait, n)
+            with anyio.fail_after(60):  # until every wait has begun: each has told its caller the job's state
+                while len(begun) < 210:
                     await anyio.sleep(0.05)
             other = await client.call_tool("submit", {"endpoint_id": str(FLUX), "input": PROMPT})
             ended_before_the_submit = len(results)

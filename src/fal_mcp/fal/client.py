@@ -186,6 +186,12 @@ class FalClient:
         )
 
     @property
+    def credential(self) -> str:
+        """A digest naming the key this client pays with (never the key): waits on a request are shared only
+        between calls that pay with the same key."""
+        return self._stream_holder
+
+    @property
     def public_http(self) -> httpx.AsyncClient:
         """The shared pool for requests that must carry no fal credential (CDN uploads, signed URLs, media).
 

@@ -39,7 +39,7 @@ from fal_mcp.jobs.preflight import check_input
 from fal_mcp.jobs.results import CancelResult, RequestResult, RunResult, StatusResult, SubmitResult
 from fal_mcp.jobs.state import AppState, Caller
 from fal_mcp.jobs.uploads import RootsSource, Uploader
-from fal_mcp.jobs.waiting import describe_state, fetch_output, fingerprint, follow, history_state
+from fal_mcp.jobs.waiting import describe_state, fetch_output, history_state
 from fal_mcp.store.database import StoreUnavailable
 from fal_mcp.store.history import SpendLimit
 from fal_mcp.store.records import CANCELLED, FAILED, FINISHED_STATES, UNKNOWN, RequestRecord, media_urls
@@ -327,61 +327,69 @@ class Operations:
         fal = self.caller.fal
         started = anyio.current_time()
         recorder = _Recorder(self, request_id, listener)
-        status: QueueStatus | None = None
         awaited = (  # submitted with our webhook: fal pushes its outcome, whichever replica receives it
             await deliveries.awaited_by(self.state, self.caller.partition, request_id)
             if self.state.settings.public_url
             else None
         )
         got = await deliveries.delivered(self.state, request_id) if awaited is not None else None
-        if got is None and budget_s > 0:
+        async with self.state.followers.joined(
+            fal, self.caller.partition, endpoint, request_id, logs=logs, on_change=recorder.remembered
+        ) as shared:
+            status: QueueStatus | None = None
+            if got is None and budget_s > 0:
 
-            def following(left_s: float) -> Awaitable[QueueStatus]:
-                return self._asked(
-                    follow(fal, endpoint, request_id, budget_s=left_s, logs=logs, on_status=recorder.heard), request_id
-                )
+                def following(left_s: float) -> Awaitable[QueueStatus]:
+                    return self._asked(shared.wait(fal, budget_s=left_s, on_status=recorder.told), request_id)
 
-            try:
-                if started_here and listener is not None:
-                    await listener.submitted(endpoint, request_id)
-                with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
-                    if awaited is None:
-                        status = await following(budget_s)
-                    else:
-                        if listener is not None:
-                            await listener.awaiting_webhook()
-                        outcome = await deliveries.pushed_or_followed(self.state, awaited, budget_s, following)
-                        got, status = (outcome, None) if isinstance(outcome, deliveries.Pushed) else (None, outcome)
-            except anyio.get_cancelled_exc_class():
-                if started_here:
-                    await self._abandon(endpoint, request_id)
-                raise
-        if got is not None:
-            await recorder.heard(got.status)
-            return await self._pushed_result(endpoint, request_id, got)
-        if status is None:
-            status = await self._asked(fal.status(endpoint, request_id, logs=logs), request_id)
-            await recorder.heard(status)
-        envelope = RequestResult(
-            endpoint_id=str(endpoint),
-            request_id=request_id,
-            status=status.status,
-            metrics=status.metrics or None,
-            queue_position=status.queue_position,
-            logs=status.logs,
-        )
-        if not status.is_terminal:
-            envelope.next_step = continue_hint(endpoint, request_id, status, anyio.current_time() - started)
+                try:
+                    if started_here and listener is not None:
+                        await listener.submitted(endpoint, request_id)
+                    with calls.interruptible_wait():  # ends early when the server shuts down: answer with the handle
+                        if awaited is None:
+                            status = await following(budget_s)
+                        else:
+                            if listener is not None:
+                                await listener.awaiting_webhook()
+                            outcome = await deliveries.pushed_or_followed(self.state, awaited, budget_s, following)
+                            got, status = (outcome, None) if isinstance(outcome, deliveries.Pushed) else (None, outcome)
+                except anyio.get_cancelled_exc_class():
+                    if started_here:
+                        await self._abandon(endpoint, request_id)
+                    raise
+            if got is not None:
+                await recorder.heard(got.status)
+                return await self._pushed_result(endpoint, request_id, got)
+            if status is None:
+                status = await self._asked(fal.status(endpoint, request_id, logs=logs), request_id)
+                await recorder.heard(status)
+            envelope = RequestResult(
+                endpoint_id=str(endpoint),
+                request_id=request_id,
+                status=status.status,
+                metrics=status.metrics or None,
+                queue_position=status.queue_position,
+                logs=status.logs,
+            )
+            if not status.is_terminal:
+                envelope.next_step = continue_hint(endpoint, request_id, status, anyio.current_time() - started)
+                return envelope
+            ended = status
+
+            async def settle() -> Any:
+                """The output, fetched once for the waits here together, and its history write, once too."""
+                try:
+                    output = await fetch_output(fal, endpoint, request_id, ended)
+                except FalRequestFailed as failed:
+                    await self.remember(request_id, ended, error=failed.error, error_type=failed.error_type)
+                    raise
+                # The reply need not wait for the disk: the request's row (with its id) was written at submit.
+                self.state.history.observe_soon(self.caller.partition, request_id, COMPLETED, output=output)
+                return output
+
+            envelope.output = await shared.settled(settle)
+            envelope.status = COMPLETED
             return envelope
-        try:
-            envelope.output = await fetch_output(fal, endpoint, request_id, status)
-        except FalRequestFailed as failed:
-            await self.remember(request_id, status, error=failed.error, error_type=failed.error_type)
-            raise
-        envelope.status = COMPLETED
-        # The reply need not wait for the disk: the request's row (with its id) was written at submit.
-        self.state.history.observe_soon(self.caller.partition, request_id, COMPLETED, output=envelope.output)
-        return envelope
 
     async def _pushed_result(self, endpoint: EndpointId, request_id: str, got: deliveries.Pushed) -> RequestResult:
         """The answer fal's webhook gave: its output (fetched from fal only when fal could not push it), or its
@@ -463,17 +471,23 @@ class Operations:
 
 
 class _Recorder:
-    """Forwards each status to the listener and keeps the history's state in step with it."""
+    """Forwards each status to the listener (`told`) and keeps the history's state in step with it (`remembered`)."""
 
     def __init__(self, ops: Operations, request_id: str, listener: Listener | None) -> None:
         self._ops = ops
         self._request_id = request_id
         self._listener = listener
-        self._last: tuple[Any, ...] | None = None
+        self._recorded: str | None = None
 
     async def heard(self, status: QueueStatus) -> None:
-        if status.status != (self._last[0] if self._last else None) and not status.is_terminal:
+        await self.remembered(status)
+        await self.told(status)
+
+    async def remembered(self, status: QueueStatus) -> None:
+        if status.status != self._recorded and not status.is_terminal:
             await self._ops.remember(self._request_id, status)
-        self._last = fingerprint(status)
+        self._recorded = status.status
+
+    async def told(self, status: QueueStatus) -> None:
         if self._listener is not None:
             await self._listener.status(status)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fal_mcp.jobs.cost.charges import Charges
     from fal_mcp.jobs.cost.limits import Budget, CostLimits
     from fal_mcp.jobs.guards import Guards
+    from fal_mcp.jobs.waiting import Followers
     from fal_mcp.media.previews import PreviewCache
     from fal_mcp.store.history import History
     from fal_mcp.store.opening import Store
@@ -159,6 +160,13 @@ class AppState:
         from fal_mcp.fal.storage import FalStorage
 
         return FalStorage()
+
+    @cached_property
+    def followers(self) -> Followers:
+        """The requests being waited on: waits on the same request with the same key and partition share one."""
+        from fal_mcp.jobs.waiting import Followers
+
+        return Followers()
 
     @cached_property
     def previews(self) -> PreviewCache:

@@ -6,12 +6,17 @@ stream is refused or breaks, polling takes over for the rest of the budget: it s
 is done within a second or two), backs off towards a ceiling while nothing changes, and snaps back to fast
 as soon as something does. When the budget runs out the last status is returned, not an error: the job
 keeps running at fal and the caller continues with get-result.
+
+Many calls may wait on the same request (an agent retrying, or a caller holding a crowd of waits): they share one
+follow (`Followers`, `SharedFollow`) and one fetch of its output, so fal hears one stream and one result request
+however many wait, and the history is written once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,14 +89,25 @@ async def follow(
     """Wait for the request to finish (stream first, then polling); return the last status seen."""
     seen = _Seen(on_status)
     with anyio.move_on_after(budget_s):
-        if stream and await _stream(client, endpoint, request_id, logs, seen):
-            assert seen.last is not None
-            return seen.last
-        await _poll(client, endpoint, request_id, logs, seen, schedule or PollSchedule())
-        assert seen.last is not None
-        return seen.last
+        return await _until_done(client, endpoint, request_id, logs, seen, schedule or PollSchedule(), stream)
     if seen.last is None:  # the budget ran out before fal said anything: ask once, so the caller has a state
         await seen.see(await client.status(endpoint, request_id, logs=logs))
+    assert seen.last is not None
+    return seen.last
+
+
+async def _until_done(
+    client: FalClient,
+    endpoint: EndpointId,
+    request_id: str,
+    logs: bool,
+    seen: _Seen,
+    schedule: PollSchedule,
+    stream: bool,
+) -> QueueStatus:
+    """Follow the request (stream first, then polling) until fal says it ended; its terminal status."""
+    if not (stream and await _stream(client, endpoint, request_id, logs, seen)):
+        await _poll(client, endpoint, request_id, logs, seen, schedule)
     assert seen.last is not None
     return seen.last
 
@@ -121,6 +137,173 @@ async def _poll(
             return
         delay = schedule.next(delay, changed)
         await anyio.sleep(delay)
+
+
+class SharedFollow:
+    """One follow of a request, for every call waiting on it with the same key, in the same partition.
+
+    The first wait follows the request (stream, then polling); later ones hear every status it hears, each with
+    its own budget. When the wait that follows leaves (its budget ran out, it was cancelled), another takes over,
+    so no wait ever ends another's. The outcome (output, or failure, and its history write) is settled once for the
+    waits that were there together (`settled`).
+    """
+
+    def __init__(self, endpoint: EndpointId, request_id: str, logs: bool, on_change: StatusListener | None) -> None:
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.logs = logs
+        self.waiters = 0
+        self.failure: Exception | None = None
+        """Why following failed (fal refused, or could not be reached): every wait there then fails with it."""
+        self._heard: list[QueueStatus] = []
+        self._on_change = on_change
+        self._following = False
+        self._news = anyio.Event()
+        self._outcome = _Once()
+
+    def _wake(self) -> None:
+        self._news.set()
+        self._news = anyio.Event()
+
+    async def wait(
+        self,
+        client: FalClient,
+        *,
+        budget_s: float,
+        on_status: StatusListener | None = None,
+        schedule: PollSchedule | None = None,
+        stream: bool = True,
+    ) -> QueueStatus:
+        """As `follow`, sharing the following with the other waits on this request."""
+        seen = _Seen(on_status)
+        told = max(0, len(self._heard) - 1)  # a late wait starts from the latest status
+
+        async def catch_up() -> None:
+            nonlocal told
+            while told < len(self._heard) and not (seen.last is not None and seen.last.is_terminal):
+                told += 1
+                await seen.see(self._heard[told - 1])
+
+        async def hear(status: QueueStatus) -> None:  # the follow's own statuses, while this wait follows
+            last = self._heard[-1] if self._heard else None
+            if last is None or fingerprint(status) != fingerprint(last):
+                self._heard.append(status)
+                self._wake()
+                if self._on_change is not None:
+                    await self._on_change(status)
+            await catch_up()
+
+        with anyio.move_on_after(budget_s):
+            while True:
+                await catch_up()
+                if seen.last is not None and seen.last.is_terminal:  # heard here, or while this wait followed
+                    return seen.last
+                if self.failure is not None:
+                    raise self.failure
+                if self._following:
+                    await self._news.wait()
+                    continue
+                self._following = True
+                try:
+                    await _until_done(
+                        client,
+                        self.endpoint,
+                        self.request_id,
+                        self.logs,
+                        _Seen(hear),
+                        schedule or PollSchedule(),
+                        stream,
+                    )
+                except Exception as exc:
+                    self.failure = exc
+                finally:
+                    self._following = False
+                    self._wake()  # another wait takes over, or hears how it ended
+        if told < len(self._heard):
+            await seen.see(self._heard[-1])
+        if seen.last is None:  # the budget ran out before fal said anything: ask once, so the caller has a state
+            await seen.see(await client.status(self.endpoint, self.request_id, logs=self.logs))
+        assert seen.last is not None
+        return seen.last
+
+    async def settled(self, settle: Callable[[], Awaitable[Any]]) -> Any:
+        """What `settle()` returns (or raises), called once for the waits that are here together."""
+        return await self._outcome.get(settle)
+
+
+class _Once:
+    """A single flight: the first caller runs it, the others await its answer; when that caller leaves before it
+    is done, the next one runs it."""
+
+    def __init__(self) -> None:
+        self._done = False
+        self._value: Any = None
+        self._error: Exception | None = None
+        self._running = False
+        self._news = anyio.Event()
+
+    async def get(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        while not self._done:
+            if self._running:
+                await self._news.wait()
+                continue
+            self._running = True
+            try:
+                self._value = await make()
+            except Exception as exc:
+                self._error = exc
+            finally:
+                self._running = False
+                self._news.set()
+                self._news = anyio.Event()
+            self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+FollowKey = tuple[str, str, str, str, bool]
+"""Whose (the key's digest, the history partition) and which request (endpoint, id, with logs or not)."""
+
+
+class Followers:
+    """The requests this process is waiting on, each followed once however many calls wait on it.
+
+    Waits are shared only between calls that pay with the same key and act in the same partition: another key
+    authenticates its own requests, and callers sharing the server's key are told apart by their partition (and
+    checked as owners of the request before they get here).
+    """
+
+    def __init__(self) -> None:
+        self._following: dict[FollowKey, SharedFollow] = {}
+
+    def __len__(self) -> int:
+        return len(self._following)
+
+    @asynccontextmanager
+    async def joined(
+        self,
+        client: FalClient,
+        partition: str,
+        endpoint: EndpointId,
+        request_id: str,
+        *,
+        logs: bool = False,
+        on_change: StatusListener | None = None,
+    ) -> AsyncGenerator[SharedFollow]:
+        """The request's shared follow while the block runs; forgotten when its last wait left. `on_change` hears
+        each new status once, whichever wait follows (for the history)."""
+        key: FollowKey = (client.credential, partition, str(endpoint), request_id, logs)
+        shared = self._following.get(key)
+        if shared is None or shared.failure is not None:  # a failed follow is not joined: a new wait tries again
+            shared = self._following[key] = SharedFollow(endpoint, request_id, logs, on_change)
+        shared.waiters += 1
+        try:
+            yield shared
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and self._following.get(key) is shared:
+                del self._following[key]
 
 
 async def fetch_output(client: FalClient, endpoint: EndpointId, request_id: str, status: QueueStatus) -> Any:
