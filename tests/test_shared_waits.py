@@ -17,7 +17,11 @@ import anyio
 import pytest
 from mcp import Client
 
+from fal_mcp.jobs.guards import EndpointPolicy, Guards
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.store.counters import Counters
+from fal_mcp.store.database import StoreUnavailable
+from fal_mcp.store.sqlite import SqliteDatabase
 from tests.conftest import OTHER_KEY, env_for
 from tests.harness import bearer_client, start_http_server
 from tests.test_auth import SECOND_TOKEN, TOKEN
@@ -146,3 +150,33 @@ async def test_waits_are_never_shared_between_partitions(sandbox: SandboxServer,
     assert structured(done)["status"] == "COMPLETED"
     assert refused.is_error and "of yours" in text_of(refused)
     assert requests_on(fake, rid).count("result") == 1  # alice's, alone
+
+
+async def test_calls_seeing_a_job_end_together_tell_the_store_once(tmp_path: Path) -> None:
+    """Two hundred waits hear the same job end at once: the running-jobs count in the store is updated once, not
+    once each (a thread hop or a database round trip apiece); a write that failed is tried again by the next."""
+    writes: list[list[str]] = []
+
+    class Counted(Counters):
+        async def ended(self, partition: str, request_ids: list[str]) -> None:
+            writes.append(request_ids)
+            if len(writes) == 1 and partition == "failing":
+                raise StoreUnavailable("the store is down")
+            await super().ended(partition, request_ids)
+
+    database = SqliteDatabase(tmp_path / "state.db")
+    try:
+        guards = Guards(
+            EndpointPolicy(), Counted(database), max_input_bytes=1 << 20, submits_per_minute=0, max_running_jobs=20
+        )
+        async with anyio.create_task_group() as group:
+            for _ in range(200):
+                group.start_soon(guards.ended, "partition", "rid-a")
+        assert writes == [["rid-a"]]
+        writes.clear()
+        await guards.ended("failing", "rid-b")
+        await guards.ended("failing", "rid-b")
+        await guards.ended("failing", "rid-b")
+        assert writes == [["rid-b"], ["rid-b"]]  # failed, tried again, then known
+    finally:
+        database.close()

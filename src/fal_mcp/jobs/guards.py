@@ -279,14 +279,15 @@ class Guards:
         if told in self._told_ended:  # a request id is never submitted twice: once out, its job never counts again
             self._told_ended.move_to_end(told)
             return
+        # Noted before the store is: calls that see the same job end together (many waiting on it) write once.
+        self._told_ended[told] = None
+        if len(self._told_ended) > TOLD_ENDED_KEPT:
+            self._told_ended.popitem(last=False)
         try:
             await self.counters.ended(partition, [request_id])
         except StoreUnavailable as exc:
             logger.warning("running-jobs count not updated: %s", exc)
-            return
-        self._told_ended[told] = None
-        if len(self._told_ended) > TOLD_ENDED_KEPT:
-            self._told_ended.popitem(last=False)
+            self._told_ended.pop(told, None)  # the next call to see it end tries again
 
     async def _admit(self, partition: str, fal: FalClient, limits: Limits) -> str | None:
         try:
