@@ -19,10 +19,11 @@ from mcp import Client
 
 from fal_mcp.jobs.guards import EndpointPolicy, Guards
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
+from fal_mcp.server.build import create_server
 from fal_mcp.store.counters import Counters
 from fal_mcp.store.database import StoreUnavailable
 from fal_mcp.store.sqlite import SqliteDatabase
-from tests.conftest import OTHER_KEY, env_for
+from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import bearer_client, start_http_server
 from tests.test_auth import SECOND_TOKEN, TOKEN
 from tests.test_tools import structured, text_of
@@ -116,6 +117,39 @@ async def test_waits_on_one_request_share_one_follow_and_one_fetch(
     routes = requests_on(fake, rid)
     assert routes.count("stream") == 2 and routes.count("result") == 1, routes
     assert "cancel" not in routes and not fake.jobs[rid].cancelled  # get-result never cancels, shared or not
+
+
+async def test_waits_with_logs_each_hear_every_log_line(sandbox: SandboxServer, fake: FakeFal) -> None:
+    """Five waits asking for logs share one stream with logs, and each turns every log line into its own progress;
+    a wait without logs follows apart (fal sends logs only when asked)."""
+    fake.time_scale = SCALE
+    heard: defaultdict[int, list[str]] = defaultdict(list)
+    results: list[Any] = []
+    async with Client(create_server(settings_for(sandbox))) as client:
+        rid = structured(await client.call_tool("submit", {"endpoint_id": VIDEO, "input": {"prompt": "x"}}))[
+            "request_id"
+        ]
+
+        async def wait(n: int, logs: bool) -> None:
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                heard[n].append(message or "")
+
+            arguments = {"endpoint_id": VIDEO, "request_id": rid, "wait_s": 60, "logs": logs}
+            results.append(await client.call_tool("get-result", arguments, progress_callback=on_progress))
+
+        async with anyio.create_task_group() as group:
+            for n in range(5):
+                group.start_soon(wait, n, True)
+            group.start_soon(wait, 5, False)
+            await until(lambda: all(heard[n] for n in range(6)))
+            assert fake.jobs[rid].state == "IN_QUEUE"  # every wait was there before the first log line
+    assert len(results) == 6 and all(structured(r)["status"] == "COMPLETED" for r in results)
+    lines = [[m for m in heard[n] if m.startswith("running: ")] for n in range(6)]
+    assert len(lines[0]) >= 5 and all(mine == lines[0] for mine in lines[1:5]), lines
+    assert lines[5] == []
+    streams = [r for r in fake.requests if r.request_id == rid and r.route == "stream"]
+    assert sorted(r.query.get("logs", "0") for r in streams) == ["0", "1"]
+    assert requests_on(fake, rid).count("result") == 2  # a follow apart, an output fetch apart
 
 
 async def test_waits_are_never_shared_between_keys(sandbox: SandboxServer, fake: FakeFal, tmp_path: Path) -> None:

@@ -139,6 +139,10 @@ async def _poll(
         await anyio.sleep(delay)
 
 
+KEPT_STATUSES = 16
+"""Statuses a shared follow keeps for waits that have not caught up yet (each hears the latest one in any case)."""
+
+
 class SharedFollow:
     """One follow of a request, for every call waiting on it with the same key, in the same partition.
 
@@ -156,6 +160,9 @@ class SharedFollow:
         self.failure: Exception | None = None
         """Why following failed (fal refused, or could not be reached): every wait there then fails with it."""
         self._heard: list[QueueStatus] = []
+        """The latest statuses heard (at most `KEPT_STATUSES`: with logs, each carries every line so far)."""
+        self._dropped = 0
+        """How many statuses were heard before `_heard[0]`."""
         self._on_change = on_change
         self._following = False
         self._news = anyio.Event()
@@ -176,18 +183,23 @@ class SharedFollow:
     ) -> QueueStatus:
         """As `follow`, sharing the following with the other waits on this request."""
         seen = _Seen(on_status)
-        told = max(0, len(self._heard) - 1)  # a late wait starts from the latest status
+        told = self._dropped + max(0, len(self._heard) - 1)  # a late wait starts from the latest status
 
         async def catch_up() -> None:
             nonlocal told
-            while told < len(self._heard) and not (seen.last is not None and seen.last.is_terminal):
+            told = max(told, self._dropped)  # a wait that fell far behind skips to the oldest status kept
+            while told < self._dropped + len(self._heard) and not (seen.last is not None and seen.last.is_terminal):
                 told += 1
-                await seen.see(self._heard[told - 1])
+                await seen.see(self._heard[told - 1 - self._dropped])
+                told = max(told, self._dropped)
 
         async def hear(status: QueueStatus) -> None:  # the follow's own statuses, while this wait follows
             last = self._heard[-1] if self._heard else None
             if last is None or fingerprint(status) != fingerprint(last):
                 self._heard.append(status)
+                if len(self._heard) > KEPT_STATUSES:
+                    del self._heard[0]
+                    self._dropped += 1
                 self._wake()
                 if self._on_change is not None:
                     await self._on_change(status)
@@ -219,7 +231,7 @@ class SharedFollow:
                 finally:
                     self._following = False
                     self._wake()  # another wait takes over, or hears how it ended
-        if told < len(self._heard):
+        if told < self._dropped + len(self._heard):
             await seen.see(self._heard[-1])
         if seen.last is None:  # the budget ran out before fal said anything: ask once, so the caller has a state
             await seen.see(await client.status(self.endpoint, self.request_id, logs=self.logs))
