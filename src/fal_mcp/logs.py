@@ -56,6 +56,8 @@ _FAL_KEY_SHAPE = re.compile(
 """A fal key's shape: its id (a uuid), a colon, its secret (32 hex digits; a shortened one, as an error message may
 quote it, from 4 on)."""
 _RUN = re.compile(r"[A-Za-z0-9_-]+")
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+"""Characters `json.dumps` may write otherwise than as themselves."""
 KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+(?::[A-Za-z0-9_-]+)?")
 """What a fal key may be made of (`<key id>:<key secret>`); a caller's key must have this shape to be accepted."""
 
@@ -216,6 +218,8 @@ class SecretRedactor(logging.Filter):
         """
         if not isinstance(value, dict | list | tuple):
             return self.scrub(value) if isinstance(value, str) else value
+        if self._clean_at_a_glance(cast(Any, value)):
+            return cast(Any, value)
         top = _empty_like(value)
         pending: list[tuple[Any, Any]] = [(value, top)]
         while pending:
@@ -233,6 +237,22 @@ class SecretRedactor(logging.Filter):
                 else:
                     cast(list[Any], copy).append(item)
         return top
+
+    def _clean_at_a_glance(self, value: Any) -> bool:
+        """Whether `value` surely holds no key, judged from its JSON text in one pass (the common answer: nothing
+        to hide, and then nothing to copy).
+
+        A key is made of characters JSON never escapes, so one inside any string is inside the text as it is; the
+        quotes and commas between strings only add matches, never hide one. Secrets with characters JSON escapes,
+        text past `LONG_TEXT` (where runs are not looked for) and values JSON cannot write are walked instead.
+        """
+        if any(_JSON_ESCAPED.search(secret) for secret in (*self._own, *_call_secrets.get())):
+            return False
+        try:
+            text = json.dumps(value, ensure_ascii=False, check_circular=False)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        return len(text) <= LONG_TEXT and self.scrub(text) == text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
