@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -200,6 +202,31 @@ def test_a_results_text_is_scrubbed_and_its_preview_bytes_pass_as_they_are() -> 
     assert KEY_ID not in text and KEY_SECRET not in text
     assert [block.get("data") for block in answer["content"]] == [None, picture, picture]
     assert result["content"][1]["data"] == picture  # the answer is a copy: what the tool made is unchanged
+
+
+KEY_CHARS = "abcdef0123456789-_XYZ"
+_runs = st.text(KEY_CHARS, min_size=8, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(st.tuples(_runs, st.one_of(st.none(), _runs)), min_size=1, max_size=6),
+    pieces=st.lists(st.one_of(st.text(KEY_CHARS + " :%/.", max_size=30), st.integers(0, 11)), max_size=12),
+)
+def test_no_accepted_key_part_survives_scrubbing_however_it_is_glued(
+    keys: list[tuple[str, str | None]], pieces: list[str | int]
+) -> None:
+    """Text made of key characters with accepted keys' parts glued in anywhere: none of the keys still remembered
+    (the last three here: the others were forgotten to make room) is left whole."""
+    redactor = SecretRedactor(max_accepted=3)
+    accepted = [f"{key_id}:{secret}" if secret else key_id for key_id, secret in keys]
+    for key in accepted:
+        redactor.accept(key)
+    parts = [part for key in accepted for part in key.split(":")]
+    text = "".join(parts[piece % len(parts)] if isinstance(piece, int) else piece for piece in pieces)
+    scrubbed = redactor.scrub(text)
+    remembered = [part for key in accepted[-3:] for part in key.split(":")]
+    assert not [part for part in remembered if part in scrubbed], (text, scrubbed)
 
 
 # -- a key pasted anywhere is never echoed back, nor stored ------------------------------------------------------
