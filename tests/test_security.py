@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -16,11 +17,14 @@ from typing import Any, ClassVar
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from fal_mcp.logs import REDACTED, SecretRedactor
+from fal_mcp.logs import REDACTED, SecretRedactor, redactor
 from fal_mcp.sandbox import SANDBOX_ADMIN_KEY, SANDBOX_KEY, FakeFal, Fault, SandboxServer
+from fal_mcp.server.redaction import scrubbed_answer
 from tests.conftest import OTHER_KEY, env_for
 from tests.harness import bearer_client, connect, fal_mcp_command, http_server
 
@@ -149,6 +153,80 @@ def test_redactor_scrubs_keys_and_their_halves() -> None:
     output = stream.getvalue()
     assert KEY_ID not in output and KEY_SECRET not in output
     assert output.count(REDACTED) >= 4
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": f"line one\nline two {OTHER_KEY}\t"},  # escaped characters beside the key
+        {"deep": [[{"logs": [{"message": f'said "{KEY_SECRET}"'}]}]]},  # quotes around a half
+        {f"a key as a field name {KEY_ID}": 1},
+        [1, 2.5, None, True, {"x": f"{KEY_ID}3A{KEY_SECRET}"}],  # a percent-encoded colon without its %
+        {"long": "x" * 70_000, "key": OTHER_KEY},  # past the length where runs are looked for in one text
+    ],
+)
+@pytest.mark.parametrize("own", ["", 'a "quoted" token \\ of ours'])
+@pytest.mark.parametrize("known", ["own", "accepted"])
+def test_answers_are_scrubbed_whatever_their_shape(value: Any, own: str, known: str) -> None:
+    """Answers are judged clean from their JSON text at a glance, and walked otherwise: a key is found either way."""
+    redactor = SecretRedactor()
+    if known == "own":
+        redactor.add(OTHER_KEY)
+    else:
+        redactor.accept(OTHER_KEY)
+    if own:
+        redactor.add(own)
+    scrubbed = json.dumps(redactor.scrub_data(value))
+    assert KEY_ID not in scrubbed and KEY_SECRET not in scrubbed and REDACTED in scrubbed
+    if own:
+        assert own not in json.loads(json.dumps(redactor.scrub_data({"echo": [f"you said {own}"]})))["echo"][0]
+    clean = {"status": "COMPLETED", "logs": [{"message": "step 1 of 4\n"}], "n": [1, None]}
+    assert redactor.scrub_data(clean) == clean
+
+
+def test_a_results_text_is_scrubbed_and_its_preview_bytes_pass_as_they_are() -> None:
+    """Previews are JPEGs the server encoded (no text from anywhere in them): set aside, not scanned, and put back
+    exactly; every other string of the result is scrubbed as always."""
+    redactor.accept(OTHER_KEY)
+    picture = base64.b64encode(b"\xff\xd8" + bytes(range(256)) * 40).decode()
+    result = {
+        "content": [
+            {"type": "text", "text": f"echoed {OTHER_KEY}"},
+            {"type": "image", "data": picture, "mimeType": "image/jpeg"},
+            {"type": "image", "data": picture, "mimeType": "image/jpeg", "_meta": {"note": KEY_SECRET}},
+        ],
+        "structuredContent": {"output": {"prompt": OTHER_KEY}},
+    }
+    answer = scrubbed_answer(result)
+    text = json.dumps(answer)
+    assert KEY_ID not in text and KEY_SECRET not in text
+    assert [block.get("data") for block in answer["content"]] == [None, picture, picture]
+    assert result["content"][1]["data"] == picture  # the answer is a copy: what the tool made is unchanged
+
+
+KEY_CHARS = "abcdef0123456789-_XYZ"
+_runs = st.text(KEY_CHARS, min_size=8, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(st.tuples(_runs, st.one_of(st.none(), _runs)), min_size=1, max_size=6),
+    pieces=st.lists(st.one_of(st.text(KEY_CHARS + " :%/.", max_size=30), st.integers(0, 11)), max_size=12),
+)
+def test_no_accepted_key_part_survives_scrubbing_however_it_is_glued(
+    keys: list[tuple[str, str | None]], pieces: list[str | int]
+) -> None:
+    """Text made of key characters with accepted keys' parts glued in anywhere: none of the keys still remembered
+    (the last three here: the others were forgotten to make room) is left whole."""
+    redactor = SecretRedactor(max_accepted=3)
+    accepted = [f"{key_id}:{secret}" if secret else key_id for key_id, secret in keys]
+    for key in accepted:
+        redactor.accept(key)
+    parts = [part for key in accepted for part in key.split(":")]
+    text = "".join(parts[piece % len(parts)] if isinstance(piece, int) else piece for piece in pieces)
+    scrubbed = redactor.scrub(text)
+    remembered = [part for key in accepted[-3:] for part in key.split(":")]
+    assert not [part for part in remembered if part in scrubbed], (text, scrubbed)
 
 
 # -- a key pasted anywhere is never echoed back, nor stored ------------------------------------------------------

@@ -46,6 +46,8 @@ MAX_ACCEPTED_KEYS = 4096
 the next time fal accepts it)."""
 MIN_PART = 8
 """Key parts shorter than this are not redacted on their own: they would blank ordinary words."""
+STRIDE = 4
+"""How far apart the windows a run of text is looked up by are (see `SecretRedactor._hide_run`)."""
 LONG_TEXT = 64 * 1024
 """Strings longer than this (inline media, mostly) skip the per-run lookup; every other check still applies."""
 
@@ -56,6 +58,8 @@ _FAL_KEY_SHAPE = re.compile(
 """A fal key's shape: its id (a uuid), a colon, its secret (32 hex digits; a shortened one, as an error message may
 quote it, from 4 on)."""
 _RUN = re.compile(r"[A-Za-z0-9_-]+")
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+"""Characters `json.dumps` may write otherwise than as themselves."""
 KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+(?::[A-Za-z0-9_-]+)?")
 """What a fal key may be made of (`<key id>:<key secret>`); a caller's key must have this shape to be accepted."""
 
@@ -94,6 +98,10 @@ class SecretRedactor(logging.Filter):
         self._long_runs = _runs_of(MIN_PART)
         """Runs of key characters at least as long as the shortest registered run."""
         self._length_counts: Counter[int] = Counter()
+        self._index: tuple[int, dict[str, tuple[tuple[str, int], ...]]] = (0, {})
+        """(window, grams): each registered run's `window`-long substrings at its first `STRIDE` offsets -> the
+        runs (with offset) they come from; window = the shortest run's length - STRIDE + 1, so that any run of
+        text holding a registered run has, at a multiple of `STRIDE`, a window of it listed here."""
 
     # -- registering ---------------------------------------------------------------------------------
 
@@ -121,26 +129,54 @@ class SecretRedactor(logging.Filter):
             if key in self._accepted:
                 return
             self._accepted[key] = runs
+            changed: list[tuple[str, int]] = []
             for run in runs:
-                self._count(run, +1)
+                self._count(run, +1, changed)
             while len(self._accepted) > self._max_accepted:
                 _, forgotten = self._accepted.popitem(last=False)
                 for run in forgotten:
-                    self._count(run, -1)
+                    self._count(run, -1, changed)
             self._lengths = tuple(sorted(self._length_counts, reverse=True))
             self._long_runs = _runs_of(self._lengths[-1] if self._lengths else MIN_PART)
+            self._reindex(changed)
 
-    def _count(self, run: str, change: int) -> None:
+    def _count(self, run: str, change: int, changed: list[tuple[str, int]]) -> None:
         count = self._runs.get(run, 0) + change
         if count > 0:
             if run not in self._runs:
                 self._length_counts[len(run)] += 1
+                changed.append((run, +1))
             self._runs[run] = count
         else:
             del self._runs[run]
+            changed.append((run, -1))
             self._length_counts[len(run)] -= 1
             if not self._length_counts[len(run)]:
                 del self._length_counts[len(run)]
+
+    def _reindex(self, changed: list[tuple[str, int]]) -> None:
+        """Bring `_index` up to date: entry by entry, or whole when the window changed. Readers on other threads
+        see either the old tuple of a gram or the new one; a new index replaces the old in one assignment."""
+        window = self._lengths[-1] - STRIDE + 1 if self._lengths else 0
+        if window != self._index[0]:
+            grams: dict[str, tuple[tuple[str, int], ...]] = {}
+            for run in self._runs if window else ():
+                for offset in range(STRIDE):
+                    gram = run[offset : offset + window]
+                    grams[gram] = (*grams.get(gram, ()), (run, offset))
+            self._index = (window, grams)
+            return
+        grams = self._index[1]
+        for run, change in changed:
+            for offset in range(STRIDE):
+                gram = run[offset : offset + window]
+                entries = grams.get(gram, ())
+                if change > 0:
+                    grams[gram] = (*entries, (run, offset))
+                elif kept := tuple(entry for entry in entries if entry != (run, offset)):
+                    grams[gram] = kept
+                else:
+                    grams.pop(gram, None)
 
     def accepted(self, key: str) -> bool:
         """Whether fal has accepted `key` (recently enough to be remembered)."""
@@ -186,25 +222,27 @@ class SecretRedactor(logging.Filter):
 
     def _hide_run(self, match: re.Match[str]) -> str:
         run = match.group()
-        runs, lengths = self._runs, self._lengths
-        if run in runs:
+        if run in self._runs:
             return REDACTED
-        # A key glued to other key characters (`3A` of a percent-encoded colon, say): look at each offset, at
-        # each registered length only. The cost depends on the run and on how many lengths there are, never
-        # on how many keys.
-        pieces: list[str] = []
-        plain = start = 0
-        end = len(run)
-        while start <= end - MIN_PART:
-            for length in lengths:
-                if length <= end - start and run[start : start + length] in runs:
-                    pieces += (run[plain:start], REDACTED)
-                    start = plain = start + length
-                    break
-            else:
-                start += 1
-        if not pieces:
+        # A key glued to other key characters (`3A` of a percent-encoded colon, say). A registered run inside this
+        # one covers a whole window at some multiple of STRIDE, so only those windows are looked up: the cost
+        # depends on the run's length, never on how many keys there are.
+        window, grams = self._index
+        found: list[tuple[int, int]] = []
+        for at in range(0, len(run) - window + 1, STRIDE) if window else ():
+            for registered, offset in grams.get(run[at : at + window], ()):
+                start = at - offset
+                if start >= 0 and run.startswith(registered, start):
+                    found.append((start, start + len(registered)))
+        if not found:
             return run
+        found.sort(key=lambda span: (span[0], -span[1]))  # leftmost first, then longest
+        pieces: list[str] = []
+        plain = 0
+        for start, stop in found:
+            if start >= plain:
+                pieces += (run[plain:start], REDACTED)
+                plain = stop
         pieces.append(run[plain:])
         return "".join(pieces)
 
@@ -216,6 +254,8 @@ class SecretRedactor(logging.Filter):
         """
         if not isinstance(value, dict | list | tuple):
             return self.scrub(value) if isinstance(value, str) else value
+        if self._clean_at_a_glance(cast(Any, value)):
+            return cast(Any, value)
         top = _empty_like(value)
         pending: list[tuple[Any, Any]] = [(value, top)]
         while pending:
@@ -233,6 +273,22 @@ class SecretRedactor(logging.Filter):
                 else:
                     cast(list[Any], copy).append(item)
         return top
+
+    def _clean_at_a_glance(self, value: Any) -> bool:
+        """Whether `value` surely holds no key, judged from its JSON text in one pass (the common answer: nothing
+        to hide, and then nothing to copy).
+
+        A key is made of characters JSON never escapes, so one inside any string is inside the text as it is; the
+        quotes and commas between strings only add matches, never hide one. Secrets with characters JSON escapes,
+        text past `LONG_TEXT` (where runs are not looked for) and values JSON cannot write are walked instead.
+        """
+        if any(_JSON_ESCAPED.search(secret) for secret in (*self._own, *_call_secrets.get())):
+            return False
+        try:
+            text = json.dumps(value, ensure_ascii=False, check_circular=False)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        return len(text) <= LONG_TEXT and self.scrub(text) == text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

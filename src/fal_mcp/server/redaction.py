@@ -5,13 +5,15 @@ A server middleware, the outermost of the chain, so it sees each answer after ev
 error (`MCPError` from a resource or the SDK, and any unexpected exception, whose text the SDK would otherwise
 send as it is). Every string in them goes through `logs.redactor.scrub`, which defines what a key is: the
 server's, every caller key fal has accepted, the credential of the caller being served, and anything shaped like
-a fal key. Answers that carry nothing a caller wrote (the tool list, the handshake) pass untouched.
+a fal key. Answers that carry nothing a caller wrote (the tool list, the handshake) pass untouched, and so do the
+bytes of a result's image previews: JPEGs this server encoded from pixels (`media.previews`, no metadata copied),
+whose base64 holds no text from anywhere, and whose scan would cost milliseconds per preview at every completion.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
@@ -45,4 +47,25 @@ class ScrubSecrets:
             return result
         if isinstance(result, BaseModel):
             result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return scrubbed_answer(result)
+
+
+def scrubbed_answer(result: Any) -> Any:
+    """`result` scrubbed, its preview pictures' bytes set aside and put back as they were (see the docstring)."""
+    content: Any = cast(dict[str, Any], result).get("content") if isinstance(result, dict) else None
+    if not isinstance(content, list):
         return redactor.scrub_data(result)
+    blocks = cast(list[Any], content)
+    pictures: dict[int, str] = {}
+    for index, block in enumerate(blocks):
+        if isinstance(block, dict):
+            fields = cast(dict[str, Any], block)
+            if fields.get("type") == "image" and isinstance(fields.get("data"), str):
+                pictures[index] = fields["data"]
+    if not pictures:
+        return redactor.scrub_data(result)
+    bare_blocks = [{**cast(dict[str, Any], b), "data": ""} if i in pictures else b for i, b in enumerate(blocks)]
+    scrubbed: Any = redactor.scrub_data({**cast(dict[str, Any], result), "content": bare_blocks})
+    for index, data in pictures.items():
+        scrubbed["content"][index]["data"] = data
+    return scrubbed

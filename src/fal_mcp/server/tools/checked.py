@@ -1,4 +1,4 @@
-"""Arguments a model can act on: every call's arguments are checked here, before the SDK validates them.
+"""Arguments a model can act on: checked here first, and the SDK's complaints about their values worded here.
 
 A model that sends a wrong argument must learn, in one plain sentence, which argument, what it sent and what is
 accepted; pydantic's own message ("1 validation error for search_modelsArguments ... errors.pydantic.dev") teaches
@@ -20,6 +20,7 @@ import logging
 from typing import Any, cast
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -45,15 +46,26 @@ class CheckedTool(Tool):
     async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
         try:
             arguments = self.checked(arguments)
+            try:
+                return await super().run(arguments, context, convert_result=convert_result)
+            except ToolError as error:
+                # The SDK validates the arguments once, before anything runs; the tools themselves answer every
+                # failure as a result (`guard.guarded`), so a ToolError caused by a ValidationError is that check.
+                if not isinstance(error.__cause__, ValidationError):
+                    raise
+                raise ArgumentsRefused(_worded(error.__cause__, self._advertised())) from None
         except ArgumentsRefused as refused:
             message = redactor.scrub(f"{self.name}: {refused}")  # what a caller sent may hold a key
             logger.info("%s", message)
             return failure(message)
-        return await super().run(arguments, context, convert_result=convert_result)
+
+    def _advertised(self) -> dict[str, dict[str, Any]]:
+        return cast(dict[str, dict[str, Any]], self.parameters.get("properties", {}))
 
     def checked(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """`arguments` as the tool function takes them, or `ArgumentsRefused` saying what is wrong."""
-        advertised = cast(dict[str, dict[str, Any]], self.parameters.get("properties", {}))
+        """`arguments` as the tool function takes them (the SDK validates their values next), or
+        `ArgumentsRefused` saying what is wrong."""
+        advertised = self._advertised()
         required = set(cast(list[str], self.parameters.get("required", [])))
         fields = self.fn_metadata.arg_model.model_fields
         accepted = {field.alias or name for name, field in fields.items()}
@@ -64,10 +76,6 @@ class CheckedTool(Tool):
         text = given.get(INPUT)
         if isinstance(text, str) and INPUT in accepted:
             given[INPUT] = _input_from_text(text)
-        try:
-            self.fn_metadata.validate_arguments(given)
-        except ValidationError as invalid:
-            raise ArgumentsRefused(_worded(invalid, advertised)) from None
         return given
 
 

@@ -46,8 +46,11 @@ class ToolSpec:
         assert isinstance(tool, CheckedTool)  # from_function builds its own class
         tool.parameters = input_schema(tool.parameters, unlisted=self.unlisted)
         if tool.fn_metadata.output_schema is not None:
-            # FuncMetadata reads this field live; structured results are still checked against the output model.
+            # FuncMetadata reads this field live.
             tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema, unlisted=UNLISTED_OUTPUTS)
+            # Every structured result is built from the output model itself (`jobs.results`), so the SDK's check of
+            # it against that model, on every call, would only repeat the construction; clients check the schema.
+            tool.fn_metadata.output_model = None
         return tool
 
 
