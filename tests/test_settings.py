@@ -49,10 +49,10 @@ FAL_MCP_AUTH_TOKENS=0123456789abcdef0123
 FAL_MCP_HOST=0.0.0.0
 FAL_MCP_ALLOW_UNAUTHENTICATED=true
 FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS=true
-FAL_MCP_STATE_DIR=/tmp/elsewhere
+FAL_MCP_STATE_DIR=/srv/a-cloned-repo/elsewhere
 FAL_MCP_DATABASE_URL=postgresql://evil.example/db
 HTTPS_PROXY=http://127.0.0.1:9
-SSL_CERT_FILE=/tmp/their-ca.pem
+SSL_CERT_FILE=/srv/a-cloned-repo/their-ca.pem
 FAL_MCP_WAIT_S=7
 """
 
@@ -70,7 +70,7 @@ def test_a_dotenv_cannot_set_what_decides_where_the_key_goes(workdir: Path) -> N
         False,
         False,
     )
-    assert settings.state_dir != "/tmp/elsewhere"
+    assert settings.state_dir != "/srv/a-cloned-repo/elsewhere"
     assert (settings.https_proxy, settings.ssl_cert_file) == (None, None)
     assert settings.ignored_from_dotenv == (
         "FAL_MCP_ALLOW_CUSTOM_FAL_HOSTS",
