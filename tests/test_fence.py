@@ -136,7 +136,7 @@ def test_local_path_refuses_what_names_no_file(reference: str, reason: str) -> N
         ("/sys/kernel/notes", "/sys"),
         ("/dev/zero", "/dev"),
         ("/srv/.hidden/me/cat.png", "'.hidden'"),
-        ("/home/me/.config/app/cat.png", "'.config'"),
+        ("/srv/me/.config/app/cat.png", "'.config'"),
         ("/srv/procedures/cat.png", None),
         ("/srv/dev/cat.png", None),
     ],

@@ -67,14 +67,14 @@ async def test_image_to_video_uploads_a_local_picture_and_follows_the_queue(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     async with connect("memory", sandbox, tmp_path) as client:
-        local = await rendered(client, "image-to-video", {"image": "/home/me/fox.png", "motion": "the fox runs off"})
+        local = await rendered(client, "image-to-video", {"image": "/srv/me/fox.png", "motion": "the fox runs off"})
         remote = await rendered(
             client,
             "image-to-video",
             {"image": "https://example.com/fox.png", "motion": "it runs", "model": "fal-ai/x/i2v"},
         )
         found = structured(await client.call_tool("search-models", calls_in(local, "search-models")[0]))
-    assert calls_in(local, "upload-file") == [{"path": "/home/me/fox.png"}]
+    assert calls_in(local, "upload-file") == [{"path": "/srv/me/fox.png"}]
     assert "submit" in local and "get-result" in local and "the fox runs off" in local
     assert calls_in(remote, "upload-file") == [] and calls_in(remote, "get-model-schema") == [
         {"endpoint_id": "fal-ai/x/i2v"}
