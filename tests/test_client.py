@@ -171,6 +171,18 @@ async def test_key_views_share_one_pool(fal: FalClient, fake: FakeFal) -> None:
     assert (await other.status(FLUX, theirs.request_id)).status
 
 
+async def test_a_cookie_fal_sets_travels_with_no_later_request(fal: FalClient, fake: FakeFal) -> None:
+    """Every key's view shares one pool: a cookie kept from one caller's answer would ride on the next caller's
+    requests (and on a retry of the same one). fal's APIs need no cookie, so none is kept."""
+    submitted = await fal.submit(FLUX, PROMPT, RequestOptions())
+    cookie = {"Retry-After": "0", "Set-Cookie": "session=mine; Path=/"}
+    fake.inject(Fault(route="status", status=429, headers=cookie))
+    assert (await fal.status(FLUX, submitted.request_id)).status  # answered on the retry
+    await fal.with_key(SecretStr(OTHER_KEY)).submit(FLUX, PROMPT, RequestOptions())
+    assert [r.route for r in fake.requests] == ["submit", "status", "status", "submit"]
+    assert [r.headers.get("cookie") for r in fake.requests] == [None] * 4
+
+
 # -- retries of the idempotent operations -------------------------------------------------------------
 
 

@@ -2,7 +2,10 @@
 
 One `httpx.AsyncClient` lives for the whole process (made on first use, closed when the server stops). The key is
 not baked into it: each request carries the `Authorization` header of the `FalClient` view that sent it, so
-views made with `with_key()` share the pools while each pays with its own key. Every URL comes from `FalUrls`,
+views made with `with_key()` share the pools while each pays with its own key. Requests to fal go straight to the
+client's transport (`Network`), past the client's cookie jar, auth and redirect machinery: fal's APIs use none of
+them, a jar shared by every key's view is a place one caller's cookies could reach another's requests, and that
+machinery cost about 0.2 ms of CPU per request, most of a tool call's own overhead (`bench/overhead.py`). Every URL comes from `FalUrls`,
 built from the configured fal bases, so a credential can only ever travel to fal. Redirects are not followed
 (a redirect would carry the key to wherever it points). How requests travel (lanes, proxies, the CA bundle, stream
 slots) is `fal_mcp.fal.network`'s.
@@ -119,6 +122,7 @@ class FalClient:
     def __init__(
         self,
         http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         urls: FalUrls,
         *,
         key: SecretStr | None,
@@ -127,12 +131,16 @@ class FalClient:
         streams: StreamSlots | None = None,
     ) -> None:
         self._http = http
+        self._transport = transport
+        """`http`'s own transport: what requests to fal are sent through (see the module docstring)."""
         self.urls = urls
         self._key = key
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
         self.streams = streams if streams is not None else StreamSlots(total=64, per_key=8)
         self._stream_holder = StreamSlots.holder(key.get_secret_value() if key is not None else None)
+        self._queue_timeout = self._timeouts.queue().as_dict()
+        self._headers: dict[str, str] | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> FalClient:
@@ -143,8 +151,9 @@ class FalClient:
             run_s=settings.run_timeout_s,
             call_s=settings.call_deadline_s,
         )
+        transport = transport if transport is not None else Network(settings)
         http = httpx.AsyncClient(
-            transport=transport if transport is not None else Network(settings),
+            transport=transport,
             timeout=timeouts.queue(),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
@@ -152,6 +161,7 @@ class FalClient:
         )
         return cls(
             http,
+            transport,
             FalUrls(
                 run_base=settings.run_url,
                 queue_base=settings.queue_url,
@@ -182,7 +192,7 @@ class FalClient:
     def with_key(self, key: SecretStr | None) -> FalClient:
         """A view that pays with another key over the same connection pools."""
         return FalClient(
-            self._http, self.urls, key=key, retry=self._retry, timeouts=self._timeouts, streams=self.streams
+            self._http, self._transport, self.urls, key=key, retry=self._retry, timeouts=self._timeouts, streams=self.streams
         )
 
     @property
@@ -266,23 +276,22 @@ class FalClient:
         fall back to polling, which is.
         """
         what = f"status stream of {request_id}"
-        headers = {**self._auth_headers(), "Accept": "text/event-stream"}
         if not self.streams.take(self._stream_holder):
             raise StreamsBusy(
                 f"{what}: every status stream slot is in use (FAL_MCP_STREAMS_PER_KEY, FAL_MCP_MAX_STREAMS)"
             )
         try:
             timeout = httpx.Timeout(self._timeouts.stream_idle_s, connect=self._timeouts.connect_s)
-            request = self._http.build_request(
+            request = self._request(
                 "GET",
                 self.urls.status_stream(endpoint, request_id),
                 params={"logs": "1" if logs else "0"},
-                headers=headers,
-                timeout=timeout,
-                extensions={LANE: "stream"},
+                headers={"Accept": "text/event-stream"},
+                timeout=timeout.as_dict(),
+                lane="stream",
             )
             try:
-                response = await self._http.send(request, stream=True)
+                response = await self._open(request)
             except httpx.TransportError as exc:
                 raise _transport_error(exc, what) from exc
             try:
@@ -334,13 +343,61 @@ class FalClient:
         if self._key is not None:
             redactor.accept(self._key.get_secret_value())
 
-    def _auth_headers(self) -> dict[str, str]:
+    def _request_headers(self) -> dict[str, str]:
+        """The client's headers (user agent, accepted types and encodings) and this view's key, names in lower case
+        (as `httpx.Headers` gives them), so that a request's own header replaces one of these instead of doubling it."""
         if self._key is None:
             raise MissingKeyError(
                 "no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) in the server's environment or .env, "
                 "or start it with --sandbox to try it without a key"
             )
-        return {"Authorization": f"Key {self._key.get_secret_value()}"}
+        if self._headers is None:
+            self._headers = {**self._http.headers, "authorization": f"Key {self._key.get_secret_value()}"}
+        return self._headers
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: dict[str, float | None],
+        lane: Lane,
+        content: bytes | None = None,
+    ) -> httpx.Request:
+        base = self._request_headers()
+        return httpx.Request(
+            method,
+            url,
+            params=params,
+            headers={**base, **{name.lower(): value for name, value in headers.items()}} if headers else base,
+            content=content,
+            extensions={"timeout": timeout, LANE: lane},
+        )
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        """`request` sent through the transport; the body is left to read (or close)."""
+        if self._http.is_closed:
+            raise RuntimeError("the fal client is closed")
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request  # for the error's wording: which host did not answer
+            raise
+        response.request = request
+        logger.debug("%s %s: %d", request.method, request.url, response.status_code)  # what httpx's client logged
+        return response
+
+    async def _read(self, request: httpx.Request) -> httpx.Response:
+        """`request` sent through the transport, its whole body read (and the connection handed back)."""
+        response = await self._open(request)
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     async def _send(
         self,
@@ -358,13 +415,13 @@ class FalClient:
     ) -> httpx.Response:
         """Send one request, retrying as `RetryPolicy` allows, within the call deadline unless not `bounded`;
         return a 2xx response or raise a `FalError`."""
-        all_headers = {**self._auth_headers(), **(headers or {})}
         content = None
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
-            all_headers["Content-Type"] = "application/json"
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         elif method in ("PUT", "POST"):
             content = b""
+        timeout = http_timeout.as_dict() if http_timeout is not None else self._queue_timeout
         attempt = 0
         may_have_arrived = False
         sending = False
@@ -374,14 +431,8 @@ class FalClient:
                 error: FalError
                 sending = True
                 try:
-                    response = await self._http.request(
-                        method,
-                        url,
-                        content=content,
-                        headers=all_headers,
-                        params=params,
-                        timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                        extensions={LANE: lane},
+                    response = await self._read(
+                        self._request(method, url, params=params, headers=headers, content=content, timeout=timeout, lane=lane)
                     )
                 except httpx.TransportError as exc:
                     error = _transport_error(exc, what)
