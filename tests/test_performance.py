@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import importlib.abc
 import json
+import os
 import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 from mcp import Client
@@ -54,17 +56,48 @@ HEAVY_AT_START = (
 )
 
 STDIO_START = """
-import json, sys
-import fal_mcp.cli
-fal_mcp.cli.serve_stdio = lambda server: print(json.dumps(sorted(sys.modules)))  # the server, built, unserved
+import atexit, json, sys
+atexit.register(lambda: open(sys.argv[1], "w").write(json.dumps(sorted(sys.modules))))
 from fal_mcp.cli import main
 main([])
 """
+"""The real stdio start, which writes down every module it loaded when it exits."""
+
+
+def _ask(server: subprocess.Popen[str], message: dict[str, object]) -> dict[str, object] | None:
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+    server.stdin.flush()
+    if "id" not in message:
+        return None
+    while True:  # a notification may come first
+        answer = json.loads(server.stdout.readline())
+        if answer.get("id") == message["id"]:
+            return answer
 
 
 def test_a_stdio_start_loads_nothing_it_does_not_need(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", STDIO_START], capture_output=True, text=True, check=True, cwd=tmp_path)
-    loaded = set(json.loads(done.stdout))
+    """Started as a client starts it, up to the first `tools/list` answer."""
+    modules = tmp_path / "modules.json"
+    env = {"PATH": os.environ.get("PATH", ""), "FAL_KEY": "key-id:key-secret", "FAL_MCP_STATE_DIR": str(tmp_path)}
+    with subprocess.Popen(
+        [sys.executable, "-c", STDIO_START, str(modules)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    ) as server:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+        assert _ask(server, {"id": 1, "method": "initialize", "params": hello})
+        _ask(server, {"method": "notifications/initialized"})
+        listed = _ask(server, {"id": 2, "method": "tools/list"})
+        assert listed is not None and len(cast(dict[str, list[object]], listed["result"])["tools"]) == 9
+        assert server.stdin is not None
+        server.stdin.close()
+        assert server.wait(timeout=30) == 0
+    loaded = set(json.loads(modules.read_text()))
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_AT_START))
     assert heavy == []
 

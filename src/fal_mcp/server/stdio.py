@@ -30,7 +30,6 @@ from mcp.types import (
 )
 from pydantic import ValidationError
 
-from fal_mcp.jobs.guards import MAX_INPUT_DEPTH
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null')
 """JSON's tokens: strings (escapes included), structure, numbers and literals; whitespace falls between them."""
@@ -83,6 +82,8 @@ def unreadable_answer(error: ValidationError) -> JSONRPCResponse | JSONRPCError 
     request_id, method = envelope
     too_deep = any("recursion limit" in str(problem.get("msg", "")) for problem in problems)
     if too_deep:
+        from fal_mcp.jobs.guards import MAX_INPUT_DEPTH  # the guards import the fal client: not at every start
+
         reason = (
             f"the request is nested too deeply to be read (a model input may nest at most {MAX_INPUT_DEPTH} "
             "levels); nothing was sent to fal. Flatten the input and call again."
