@@ -15,8 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
+from importlib import metadata
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from fal_mcp.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((ROOT / "manifest.json").read_text())
 SERVER_JSON = json.loads((ROOT / "server.json").read_text())
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+VERSION = metadata.version("fal-mcp")
+"""What the installed package says it is: the build reads it from `__version__`, so the two must agree."""
 MCPB_VERSION = "2.1.2"
 REGISTRY_SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 REGISTRY_SCHEMA_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0"

@@ -49,7 +49,6 @@ from pydantic.alias_generators import to_camel
 
 from fal_mcp.jobs.state import AppState
 from fal_mcp.server.context import caller_identity
-from fal_mcp.server.progress import progress_sink, request_sink
 from fal_mcp.store import owners
 from fal_mcp.store.database import StoreUnavailable
 from fal_mcp.store.tasks import TTL_S, WORKING, TaskRow, TaskRows, orphaned_message
@@ -245,6 +244,8 @@ class TasksExtension(Extension):
         return None
 
     async def _run(self, run: _Run, call_next: CallNext, ctx: ServerRequestContext[Any, Any], state: AppState) -> None:
+        from fal_mcp.server.progress import progress_sink, request_sink  # with what waits: not at every start
+
         running_as_task.set(True)
         progress_sink.set(run.heard)
         request_sink.set(run.requested)
