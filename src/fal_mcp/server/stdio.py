@@ -10,12 +10,12 @@ a JSON-RPC error. Lines with no recognisable request in them (noise, a notificat
 
 from __future__ import annotations
 
+import contextvars
 import re
-from collections.abc import AsyncIterable
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import anyio
-from anyio.abc import ObjectSendStream
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
@@ -30,7 +30,6 @@ from mcp.types import (
 )
 from pydantic import ValidationError
 
-
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null')
 """JSON's tokens: strings (escapes included), structure, numbers and literals; whitespace falls between them."""
 _ENVELOPE_KEYS = frozenset({"id", "method"})
@@ -38,6 +37,11 @@ _ENVELOPE_KEYS = frozenset({"id", "method"})
 
 class _Sends(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
+
+
+class _Receives(Protocol):
+    async def receive(self) -> SessionMessage | Exception: ...
+    async def aclose(self) -> None: ...
 
 
 def serve_stdio(server: MCPServer[Any]) -> None:
@@ -48,26 +52,53 @@ def serve_stdio(server: MCPServer[Any]) -> None:
 async def _serve(server: MCPServer[Any]) -> None:
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]  # the SDK's own stdio loop uses it
     async with stdio_server() as (read_stream, write_stream):
-        readable_send, readable = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-        async with anyio.create_task_group() as group:
-            group.start_soon(_answer_unreadable, read_stream, readable_send, write_stream)
-            await lowlevel.run(readable, write_stream, lowlevel.create_initialization_options())
-            group.cancel_scope.cancel()
+        readable = AnsweringUnreadable(read_stream, write_stream)
+        await lowlevel.run(readable, write_stream, lowlevel.create_initialization_options())
 
 
-async def _answer_unreadable(
-    read_stream: AsyncIterable[SessionMessage | Exception],
-    forward: ObjectSendStream[SessionMessage | Exception],
-    write_stream: _Sends,
-) -> None:
-    """Pass every message on; answer a request whose line did not parse instead of passing its exception on."""
-    async with forward:
-        async for item in read_stream:
+class AnsweringUnreadable:
+    """The SDK's read stream, minus the requests whose line did not parse: those are answered on the write stream.
+
+    A filter on the reader's own `receive`, not a task relaying to another stream: a relay would cost every message a
+    hop through the event loop.
+    """
+
+    def __init__(self, read_stream: _Receives, write_stream: _Sends) -> None:
+        self._read = read_stream
+        self._write = write_stream
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._read.receive()
             answer = unreadable_answer(item) if isinstance(item, ValidationError) else None
             if answer is None:
-                await forward.send(item)
-            else:
-                await write_stream.send(SessionMessage(answer))
+                return item
+            await self._write.send(SessionMessage(answer))
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        """The context the reader received the last message in, which the SDK handles that message in."""
+        return getattr(self._read, "last_context", None)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._read.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 def unreadable_answer(error: ValidationError) -> JSONRPCResponse | JSONRPCError | None:
