@@ -6,10 +6,14 @@ spawned `--auth fal-key` server for the per-key limits, over MCP and REST), agai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import pytest
 from mcp import Client
@@ -17,7 +21,9 @@ from mcp import Client
 from fal_mcp.jobs.guards import EndpointPolicy
 from fal_mcp.sandbox import SANDBOX_KEY, FakeFal, SandboxServer
 from fal_mcp.server.build import create_server
+from fal_mcp.store import counters as counters_module
 from fal_mcp.store.counters import Counters
+from fal_mcp.store.database import StoreUnavailable
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import HttpServer, bearer_client, connect, start_http_server
 from tests.test_tools import error_text, text_of
@@ -177,13 +183,20 @@ async def test_a_finished_job_is_reported_to_the_running_count_once(
     """Asking about a completed request again (a reader polling get-status) writes nothing more to the store: the
     job stopped counting the first time it was seen to end, and a store write is a thread hop or a round trip."""
     told: list[list[str]] = []
-    tell = Counters.ended
+    tell, tell_soon = Counters.ended, Counters.ended_soon
 
     async def counted(self: Counters, partition: str, request_ids: list[str]) -> None:
         told.append(request_ids)
         await tell(self, partition, request_ids)
 
+    def counted_soon(
+        self: Counters, partition: str, request_id: str, failed: Callable[[StoreUnavailable], None]
+    ) -> None:
+        told.append([request_id])
+        tell_soon(self, partition, request_id, failed)
+
     monkeypatch.setattr(Counters, "ended", counted)
+    monkeypatch.setattr(Counters, "ended_soon", counted_soon)
     async with Client(create_server(settings_for(sandbox, max_running_jobs=5))) as client:
         ran = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
         assert not ran.is_error, text_of(ran)
@@ -192,3 +205,30 @@ async def test_a_finished_job_is_reported_to_the_running_count_once(
             status = await client.call_tool("get-status", {"endpoint_id": FLUX, "request_id": request_id})
             assert (status.structured_content or {})["status"] == "COMPLETED"
     assert told == [[request_id]]
+
+
+async def test_an_answer_does_not_wait_for_the_running_count_but_the_next_start_does(
+    sandbox: SandboxServer, fake: FakeFal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job seen to end is written off the running count behind its answer's back (that write is a thread hop on
+    the way from fal's completion to the caller); the next start in this process waits for the write, so with a
+    limit of one job it is admitted without asking fal whether the first job ended."""
+    released = threading.Event()
+    forget = counters_module._forget  # pyright: ignore[reportPrivateUsage]
+
+    def held(db: Any, partition: str, request_ids: list[str]) -> None:
+        released.wait(10)
+        forget(db, partition, request_ids)
+
+    monkeypatch.setattr(counters_module, "_forget", held)
+    async with Client(create_server(settings_for(sandbox, max_running_jobs=1))) as client:
+        with anyio.fail_after(5):  # the write is held: an answer waiting for it would never come
+            first = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
+        assert not first.is_error, text_of(first)
+        mark = len(fake.requests)
+        async with anyio.create_task_group() as group:
+            group.start_soon(anyio.to_thread.run_sync, lambda: time.sleep(0.3) or released.set())
+            second = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "y"}})
+            assert not second.is_error, text_of(second)
+    # the second job's own three requests (and its picture, for the preview): no status asked about the first
+    assert [r.route for r in fake.requests[mark:] if r.route != "cdn"] == ["submit", "stream", "result"]

@@ -192,7 +192,13 @@ class FalClient:
     def with_key(self, key: SecretStr | None) -> FalClient:
         """A view that pays with another key over the same connection pools."""
         return FalClient(
-            self._http, self._transport, self.urls, key=key, retry=self._retry, timeouts=self._timeouts, streams=self.streams
+            self._http,
+            self._transport,
+            self.urls,
+            key=key,
+            retry=self._retry,
+            timeouts=self._timeouts,
+            streams=self.streams,
         )
 
     @property
@@ -432,7 +438,9 @@ class FalClient:
                 sending = True
                 try:
                     response = await self._read(
-                        self._request(method, url, params=params, headers=headers, content=content, timeout=timeout, lane=lane)
+                        self._request(
+                            method, url, params=params, headers=headers, content=content, timeout=timeout, lane=lane
+                        )
                     )
                 except httpx.TransportError as exc:
                     error = _transport_error(exc, what)

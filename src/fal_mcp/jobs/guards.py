@@ -273,21 +273,38 @@ class Guards:
 
     async def ended(self, partition: str, request_id: str) -> None:
         """A job of this key was seen to end (or was cancelled here, or fal does not know it): it stops counting."""
-        if not self.max_running_jobs:
+        told = self._first_told(partition, request_id)
+        if told is None:
             return
+        try:
+            await self.counters.ended(partition, [request_id])
+        except StoreUnavailable as exc:
+            self._not_recorded(told, exc)
+
+    def ended_soon(self, partition: str, request_id: str) -> None:
+        """`ended`, the store written behind the caller's back (`Counters.ended_soon`): for a status on the way to
+        a job's output, which the answer should not wait for."""
+        told = self._first_told(partition, request_id)
+        if told is not None:
+            self.counters.ended_soon(partition, request_id, lambda exc: self._not_recorded(told, exc))
+
+    def _first_told(self, partition: str, request_id: str) -> tuple[str, str] | None:
+        """The job to tell the store about, or None when it need not be (no limit, or told already)."""
+        if not self.max_running_jobs:
+            return None
         told = (partition, request_id)
         if told in self._told_ended:  # a request id is never submitted twice: once out, its job never counts again
             self._told_ended.move_to_end(told)
-            return
+            return None
         # Noted before the store is: calls that see the same job end together (many waiting on it) write once.
         self._told_ended[told] = None
         if len(self._told_ended) > TOLD_ENDED_KEPT:
             self._told_ended.popitem(last=False)
-        try:
-            await self.counters.ended(partition, [request_id])
-        except StoreUnavailable as exc:
-            logger.warning("running-jobs count not updated: %s", exc)
-            self._told_ended.pop(told, None)  # the next call to see it end tries again
+        return told
+
+    def _not_recorded(self, told: tuple[str, str], exc: StoreUnavailable) -> None:
+        logger.warning("running-jobs count not updated: %s", exc)
+        self._told_ended.pop(told, None)  # the next call to see it end tries again
 
     async def _admit(self, partition: str, fal: FalClient, limits: Limits) -> str | None:
         try:

@@ -403,14 +403,15 @@ class Operations:
 
     async def _asked(self, asking: Awaitable[QueueStatus], request_id: str) -> QueueStatus:
         """A status from fal; one that says the job ended (or that fal does not know it) is told to the guards, so
-        a finished job stops counting against the running-jobs limit without the guards asking fal again."""
+        a finished job stops counting against the running-jobs limit without the guards asking fal again. The answer
+        does not wait for that write (`Guards.ended_soon`): the output's GET comes next."""
         try:
             status = await asking
         except FalNotFoundError:
-            await self.state.guards.ended(self.caller.partition, request_id)
+            self.state.guards.ended_soon(self.caller.partition, request_id)
             raise
         if status.is_terminal:
-            await self.state.guards.ended(self.caller.partition, request_id)
+            self.state.guards.ended_soon(self.caller.partition, request_id)
         return status
 
     async def _abandon(self, endpoint: EndpointId, request_id: str) -> None:

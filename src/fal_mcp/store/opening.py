@@ -105,6 +105,7 @@ class Store:
     def close(self) -> None:
         self._stop.set()
         self.history.close()
+        self.counters.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         if self.database.shared_across_hosts:
