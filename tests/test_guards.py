@@ -26,6 +26,7 @@ from fal_mcp.store.counters import Counters
 from fal_mcp.store.database import StoreUnavailable
 from tests.conftest import OTHER_KEY, env_for, settings_for
 from tests.harness import HttpServer, bearer_client, connect, start_http_server
+from tests.postgres import Cluster
 from tests.test_tools import error_text, text_of
 
 pytestmark = pytest.mark.anyio
@@ -207,12 +208,18 @@ async def test_a_finished_job_is_reported_to_the_running_count_once(
     assert told == [[request_id]]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_an_answer_does_not_wait_for_the_running_count_but_the_next_start_does(
-    sandbox: SandboxServer, fake: FakeFal, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxServer, fake: FakeFal, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, backend: str
 ) -> None:
     """A job seen to end is written off the running count behind its answer's back (that write is a thread hop on
     the way from fal's completion to the caller); the next start in this process waits for the write, so with a
-    limit of one job it is admitted without asking fal whether the first job ended."""
+    limit of one job it is admitted without asking fal whether the first job ended. (SQLite's one connection orders
+    the two anyway; PostgreSQL's pool would not.)"""
+    store: dict[str, Any] = {}
+    if backend == "postgres":
+        cluster: Cluster = request.getfixturevalue("cluster")
+        store["database_url"] = cluster.url(cluster.create_database())
     released = threading.Event()
     forget = counters_module._forget  # pyright: ignore[reportPrivateUsage]
 
@@ -221,7 +228,7 @@ async def test_an_answer_does_not_wait_for_the_running_count_but_the_next_start_
         forget(db, partition, request_ids)
 
     monkeypatch.setattr(counters_module, "_forget", held)
-    async with Client(create_server(settings_for(sandbox, max_running_jobs=1))) as client:
+    async with Client(create_server(settings_for(sandbox, max_running_jobs=1, **store))) as client:
         with anyio.fail_after(5):  # the write is held: an answer waiting for it would never come
             first = await client.call_tool("run-model", {"endpoint_id": FLUX, "input": {"prompt": "x"}})
         assert not first.is_error, text_of(first)
