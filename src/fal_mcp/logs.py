@@ -356,6 +356,7 @@ def configure_logging(level: str = "WARNING", log_format: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # Wire-level chatter only when asked for everything; httpx's one line per request follows `level`.
+    # Wire-level chatter only when asked for everything; the one line per request to fal (the fal client's, and
+    # httpx's for media) follows `level`.
     for noisy in ("httpcore", "uvicorn.access", "sse_starlette", "mcp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

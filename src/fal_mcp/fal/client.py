@@ -392,7 +392,9 @@ class FalClient:
             exc.request = request  # for the error's wording: which host did not answer
             raise
         response.request = request
-        logger.debug("%s %s: %d", request.method, request.url, response.status_code)  # what httpx's client logged
+        if logger.isEnabledFor(logging.INFO):  # the line httpx's client logs for each request, as it words it
+            reason = f"{response.http_version} {response.status_code} {response.reason_phrase}"
+            logger.info('HTTP Request: %s %s "%s"', request.method, request.url, reason)
         return response
 
     async def _read(self, request: httpx.Request) -> httpx.Response:
