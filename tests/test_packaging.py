@@ -16,8 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from importlib import metadata
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
