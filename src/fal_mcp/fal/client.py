@@ -2,13 +2,15 @@
 
 One `httpx.AsyncClient` lives for the whole process (made on first use, closed when the server stops). The key is
 not baked into it: each request carries the `Authorization` header of the `FalClient` view that sent it, so
-views made with `with_key()` share the pools while each pays with its own key. Requests to fal go straight to the
-client's transport (`Network`), past the client's cookie jar, auth and redirect machinery: fal's APIs use none of
-them, a jar shared by every key's view is a place one caller's cookies could reach another's requests, and that
-machinery cost about 0.2 ms of CPU per request, most of a tool call's own overhead (`bench/overhead.py`). Every URL comes from `FalUrls`,
+views made with `with_key()` share the pools while each pays with its own key. Every URL comes from `FalUrls`,
 built from the configured fal bases, so a credential can only ever travel to fal. Redirects are not followed
 (a redirect would carry the key to wherever it points). How requests travel (lanes, proxies, the CA bundle, stream
 slots) is `fal_mcp.fal.network`'s.
+
+Requests to fal go straight to the client's transport (`Network`), past the client's cookie jar, auth and redirect
+steps: fal's APIs use none of them, a jar shared by every key's view would carry one caller's cookie on another's
+requests, and those steps cost about 0.2 ms of CPU per request, most of a tool call's own overhead
+(`bench/overhead.py`). The client itself still serves what carries no fal key (`public_http`).
 
 Every request that is not a wait is bounded in total, retries included, by `FAL_MCP_CALL_DEADLINE_S` (45 s by
 default, under the ~60 s after which clients give up on a call); the error then says so. Not bounded by it: status
