@@ -15,17 +15,14 @@ keeps counting, as it should, until fal says it ended.
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import anyio.to_thread
-
 from fal_mcp.store import owners
-from fal_mcp.store.database import Database, Link, StoreUnavailable
+from fal_mcp.store.database import Database, Link, StoreUnavailable, WriteBehind
 
 WINDOW_S = 60.0
 RECHECK_S = 2.0
@@ -67,20 +64,15 @@ class Counters:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
-        self._behind: concurrent.futures.Future[None] | None = None
-        """The last write `ended_soon` queued; every later statement of these counters waits for it first."""
+        self._behind = WriteBehind("counters")
+        """The writes `ended_soon` queued; every later statement of these counters waits for them first."""
 
     def close(self) -> None:
         """Let the writes `ended_soon` queued land (before the database closes)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        self._behind.close()
 
     async def _caught_up(self) -> None:
-        behind = self._behind
-        if behind is not None and not behind.done():
-            await anyio.to_thread.run_sync(behind.result)
+        await self._behind.caught_up()
 
     async def admit(self, partition: str, limits: Limits) -> Admitted | Full:
         await self._caught_up()  # a job this process saw end no longer counts
@@ -140,8 +132,6 @@ class Counters:
         waits for it first: the next admission in this process never counts the job. `failed` hears a write the
         store refused (on the writer thread).
         """
-        if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fal-mcp-counters")
         database = self.database
 
         def write() -> None:
@@ -150,7 +140,7 @@ class Counters:
             except StoreUnavailable as exc:
                 failed(exc)
 
-        self._behind = self._writer.submit(write)
+        self._behind.submit(write)
 
 
 def _forget(db: Link, partition: str, request_ids: list[str]) -> None:

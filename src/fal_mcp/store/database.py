@@ -9,12 +9,14 @@ process listening to the database.
 
 A `Database` runs work on a link off the event loop (`run`) or from a plain thread (`run_blocking`). A database
 that cannot be reached raises `StoreUnavailable`, one sentence naming the setting to check; it is not cached, so the
-next call tries again and the store recovers by itself when the database is back.
+next call tries again and the store recovers by itself when the database is back. `WriteBehind` runs the writes an
+answer need not wait for (a job's completion in the history, its end in the running count).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -32,6 +34,41 @@ _T = TypeVar("_T")
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or used; the message names what to check (never a credential)."""
+
+
+class WriteBehind:
+    """Writes a caller does not wait for, run in order on a thread of their own (made on the first write).
+
+    Whoever owns one makes every later statement wait for them first (`caught_up`, or `settled` from a plain thread),
+    so what an answer said is what the next read or count sees; `close` lets the queued writes land.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._behind: concurrent.futures.Future[None] | None = None
+        """The last write queued."""
+
+    def submit(self, write: Callable[[], None]) -> None:
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"fal-mcp-{self._name}")
+        self._behind = self._writer.submit(write)
+
+    async def caught_up(self) -> None:
+        """Once every write queued so far has landed (waited for in a worker thread only when one is pending)."""
+        behind = self._behind
+        if behind is not None and not behind.done():
+            await anyio.to_thread.run_sync(behind.result)
+
+    def settled(self) -> None:
+        """`caught_up`, from a plain thread."""
+        if self._behind is not None:
+            self._behind.result()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
 
 class Cursor(Protocol):

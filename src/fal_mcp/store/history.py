@@ -38,7 +38,6 @@ one transaction under the key's lock, so the budget holds exactly across process
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -50,10 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
-
 from fal_mcp.store import owners
-from fal_mcp.store.database import Database, Link, StoreUnavailable
+from fal_mcp.store.database import Database, Link, StoreUnavailable, WriteBehind
 from fal_mcp.store.records import (
     FILE_NAME,
     FINISHED_STATES,
@@ -103,9 +100,8 @@ class History:
         self._written: OrderedDict[tuple[str, str], tuple[str, str | None, str | None]] = OrderedDict()
         self._owned = False
         self._stopping = False
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
-        self._behind: concurrent.futures.Future[None] | None = None
-        """The last write `observe_soon` queued; every later statement waits for it first."""
+        self._behind = WriteBehind("history")
+        """The writes `observe_soon` queued; every later statement waits for them first."""
 
     @property
     def enabled(self) -> bool:
@@ -125,9 +121,7 @@ class History:
     def close(self) -> None:
         """Stop any upkeep pass at its next batch; close the database if this history opened it (writes queued by
         `observe_soon` land first)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        self._behind.close()
         self._stopping = True
         if self._owned and self.database is not None:
             self.database.close()
@@ -160,15 +154,12 @@ class History:
     async def _caught_up(self) -> None:
         """A write `observe_soon` queued lands before any later statement: a read right after a reply sees what the
         reply said."""
-        behind = self._behind
-        if behind is not None and not behind.done():
-            await anyio.to_thread.run_sync(behind.result)
+        await self._behind.caught_up()
 
     def _blocking(self, work: Callable[[Link], _T], default: _T) -> _T:
         if self.database is None:
             return default
-        if self._behind is not None:
-            self._behind.result()
+        self._behind.settled()
         return self.database.run_blocking(work)
 
     # -- upkeep ---------------------------------------------------------------------------------------
@@ -309,8 +300,6 @@ class History:
         database = self.database
         if database is None:
             return
-        if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fal-mcp-history")
         key = (partition, request_id)
         self._wrote(key, (state, None, None))
 
@@ -321,7 +310,7 @@ class History:
             except StoreUnavailable as exc:
                 logger.warning("request history: %s", exc)
 
-        self._behind = self._writer.submit(write)
+        self._behind.submit(write)
 
     # -- reads --------------------------------------------------------------------------------------
 
